@@ -1,0 +1,218 @@
+//! The token response shared by the managed-identity endpoints, and the retry loop around them.
+
+use super::{Assertion, AssertionError};
+use crate::clock::{Clock, from_unix_seconds};
+use crate::http::redacted_endpoint;
+use crate::retry::{Backoff, retry_after};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// `expires_on` / `expires_in` arrive as JSON strings on App Service and IMDS, as numbers elsewhere
+/// (Azure ML, some SDK fixtures): accept both.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrString {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberOrString {
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Self::Number(n) => Some(*n),
+            Self::Text(s) => s.trim().parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    expires_on: Option<NumberOrString>,
+    expires_in: Option<NumberOrString>,
+}
+
+/// Parses a 200 body into an assertion. Expiry: `expires_on`, else now + `expires_in`, else the `exp` claim.
+pub(super) fn parse_token_response(
+    source_kind: &'static str,
+    body: &[u8],
+    clock: &Clock,
+) -> Result<Assertion, AssertionError> {
+    let invalid = |detail: String| AssertionError::InvalidResponse {
+        source_kind,
+        detail,
+    };
+    let parsed: TokenResponse = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("not a JSON token response ({e})")))?;
+    let token = parsed
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("no access_token in the response".into()))?;
+    let expires_at = if let Some(on) = &parsed.expires_on {
+        let secs = on.as_u64().ok_or_else(|| {
+            invalid("expires_on is neither epoch seconds nor a number string".into())
+        })?;
+        from_unix_seconds(secs)
+    } else if let Some(within) = &parsed.expires_in {
+        let secs = within
+            .as_u64()
+            .ok_or_else(|| invalid("expires_in is neither seconds nor a number string".into()))?;
+        clock.now() + Duration::from_secs(secs)
+    } else {
+        let a = Assertion::from_jwt(token)
+            .map_err(|_| invalid("no expires_on, expires_in or exp claim".into()))?;
+        return Ok(a);
+    };
+    Ok(Assertion::new(token, expires_at))
+}
+
+/// Retry rules of one endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RetryRules {
+    pub backoff: Backoff,
+    /// IMDS answers 404 while it is updating.
+    pub retry_not_found: bool,
+    /// IMDS answers 410 while updating; the documentation says it is back "within 70 seconds".
+    pub gone_window: Option<Duration>,
+}
+
+/// The error body of either endpoint: IMDS uses `error`/`error_description`, App Service `statusCode`/`message`.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    error: Option<String>,
+    error_description: Option<String>,
+    message: Option<String>,
+    #[serde(rename = "correlationId")]
+    correlation_id: Option<String>,
+}
+
+/// GETs a token with the endpoint's retry rules; returns the body of the 2xx answer.
+pub(super) async fn get_with_retries(
+    source_kind: &'static str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+    endpoint: &url::Url,
+    rules: RetryRules,
+    clock: &Clock,
+    hint_for: impl Fn(u16, Option<&str>) -> &'static str,
+) -> Result<Vec<u8>, AssertionError> {
+    let started = tokio::time::Instant::now();
+    let mut retry: u32 = 0;
+    loop {
+        let (err, delay_hint, is_gone) = match request().send().await {
+            Err(e) => {
+                let reason = if e.is_timeout() {
+                    "timed out".to_string()
+                } else if e.is_connect() {
+                    "connection failed".to_string()
+                } else {
+                    e.without_url().to_string()
+                };
+                let err = AssertionError::Transport {
+                    source_kind,
+                    endpoint: redacted_endpoint(endpoint),
+                    reason,
+                };
+                (err, None, false)
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let body = resp.bytes().await.map_err(|e| AssertionError::Transport {
+                    source_kind,
+                    endpoint: redacted_endpoint(endpoint),
+                    reason: format!("reading the response failed: {}", e.without_url()),
+                })?;
+                if (200..300).contains(&status) {
+                    return Ok(body.to_vec());
+                }
+                let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+                let message = parsed
+                    .error_description
+                    .or(parsed.message)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+                let correlation_id = parsed.correlation_id.or_else(|| {
+                    headers
+                        .get("x-correlation-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                });
+                let hint = hint_for(status, parsed.error.as_deref());
+                let err = AssertionError::Rejected {
+                    source_kind,
+                    status,
+                    code: parsed.error,
+                    message,
+                    correlation_id,
+                    hint,
+                };
+                let transient = status >= 500
+                    || status == 429
+                    || (status == 404 && rules.retry_not_found)
+                    || (status == 410 && rules.gone_window.is_some());
+                if !transient {
+                    return Err(err);
+                }
+                let after = retry_after(&headers, clock.now(), Duration::from_secs(60));
+                (err, after, status == 410)
+            }
+        };
+        retry += 1;
+        let within_gone_window =
+            is_gone && rules.gone_window.is_some_and(|w| started.elapsed() < w);
+        if retry > rules.backoff.max_retries && !within_gone_window {
+            return Err(err);
+        }
+        let delay = delay_hint.unwrap_or_else(|| rules.backoff.delay(retry));
+        tracing::warn!(source = source_kind, retry, delay_ms = delay.as_millis() as u64, error = %err, "managed-identity endpoint failed; retrying");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_string_and_number_expiries() {
+        let clock = Clock::system();
+        let a = parse_token_response(
+            "t",
+            br#"{"access_token":"x","expires_on":"1586984735"}"#,
+            &clock,
+        )
+        .unwrap();
+        assert_eq!(crate::clock::unix_seconds(a.expires_at()), 1586984735);
+        let a = parse_token_response(
+            "t",
+            br#"{"access_token":"x","expires_on":1586984735}"#,
+            &clock,
+        )
+        .unwrap();
+        assert_eq!(crate::clock::unix_seconds(a.expires_at()), 1586984735);
+        let now = clock.unix_seconds();
+        let a = parse_token_response("t", br#"{"access_token":"x","expires_in":"3599"}"#, &clock)
+            .unwrap();
+        let got = crate::clock::unix_seconds(a.expires_at());
+        assert!((now + 3598..=now + 3601).contains(&got));
+        let a = parse_token_response("t", br#"{"access_token":"x","expires_in":3599}"#, &clock)
+            .unwrap();
+        assert!(crate::clock::unix_seconds(a.expires_at()) >= now + 3598);
+    }
+
+    #[test]
+    fn rejects_unusable_bodies_with_a_reason() {
+        let clock = Clock::system();
+        for (body, needle) in [
+            (&b"<html>"[..], "not a JSON token response"),
+            (br#"{"expires_in":"5"}"#, "no access_token"),
+            (br#"{"access_token":"x","expires_on":"soon"}"#, "expires_on"),
+            (br#"{"access_token":"x"}"#, "no expires_on"),
+        ] {
+            let err = parse_token_response("IMDS", body, &clock)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+            assert!(err.starts_with("IMDS"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! AKS workload identity: the service-account token kubelet projects into the pod.
+
+use super::{Assertion, AssertionError, AssertionSource, BoxFuture};
+use std::path::PathBuf;
+
+const KIND: &str = "AKS federated token file";
+
+/// Reads `AZURE_FEDERATED_TOKEN_FILE` on every exchange: kubelet rotates the file, and a token read
+/// once expires (azure-sdk-for-rust #1739, `AADSTS700024`).
+#[derive(Debug, Clone)]
+pub struct TokenFileSource {
+    path: PathBuf,
+}
+
+impl TokenFileSource {
+    /// A source for the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    async fn fetch_inner(&self) -> Result<Assertion, AssertionError> {
+        let err = |reason: String| AssertionError::TokenFile {
+            path: self.path.display().to_string(),
+            reason,
+        };
+        let raw = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let token = raw.trim().to_string();
+        if token.is_empty() {
+            return Err(err("the file is empty".into()));
+        }
+        Assertion::from_jwt(token)
+            .map_err(|_| err("the file does not hold a JWT with an exp claim".into()))
+    }
+}
+
+impl AssertionSource for TokenFileSource {
+    fn fetch(&self) -> BoxFuture<'_, Result<Assertion, AssertionError>> {
+        Box::pin(self.fetch_inner())
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn cacheable(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,199 @@
+//! The HTTP client every hop shares, and the rule for which endpoints may be plain http.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// The Azure VM Instance Metadata Service address: link-local, plain http by design.
+pub const IMDS_ADDRESS: &str = "169.254.169.254";
+
+/// Why an endpoint URL was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EndpointError {
+    /// Not a URL.
+    #[error("{name}: '{value}' is not a valid URL ({reason})")]
+    Invalid {
+        /// The setting (environment variable or builder method).
+        name: String,
+        /// The value given.
+        value: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// Plain http to a host that is neither loopback nor IMDS.
+    #[error(
+        "{name}: '{value}' uses plain http to a host that is not loopback or IMDS; use https, or allow it explicitly with ENTRA_FEDERATION_ALLOW_HTTP=1 / .allow_insecure_http(true)"
+    )]
+    InsecureHttp {
+        /// The setting.
+        name: String,
+        /// The value given.
+        value: String,
+    },
+    /// A scheme other than http or https.
+    #[error("{name}: '{value}' must be an http(s) URL")]
+    Scheme {
+        /// The setting.
+        name: String,
+        /// The value given.
+        value: String,
+    },
+}
+
+/// Parses `value` and applies the plain-http rule: https always; http only to loopback or the IMDS
+/// address unless `allow_http`.
+pub fn checked_url(name: &str, value: &str, allow_http: bool) -> Result<Url, EndpointError> {
+    let url = Url::parse(value).map_err(|e| EndpointError::Invalid {
+        name: name.into(),
+        value: value.into(),
+        reason: e.to_string(),
+    })?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_http || is_loopback_or_imds(&url) => Ok(url),
+        "http" => Err(EndpointError::InsecureHttp {
+            name: name.into(),
+            value: value.into(),
+        }),
+        _ => Err(EndpointError::Scheme {
+            name: name.into(),
+            value: value.into(),
+        }),
+    }
+}
+
+fn is_loopback_or_imds(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.to_string() == IMDS_ADDRESS,
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Settings for the shared HTTP client.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// Extra root CA (PEM) trusted in addition to the system roots, e.g. the local cloud's CA.
+    pub extra_root_ca: Option<PathBuf>,
+    /// Connect timeout; default 3 s.
+    pub connect_timeout: Option<Duration>,
+    /// Whole-request timeout; default 20 s.
+    pub request_timeout: Option<Duration>,
+}
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSetupError {
+    /// The CA file could not be read.
+    #[error("cannot read the root CA file {path}: {source}")]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The CA file is not PEM certificates.
+    #[error("the root CA file {path} holds no usable PEM certificate: {reason}")]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// The parser message.
+        reason: String,
+    },
+    /// reqwest refused the configuration.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl HttpSettings {
+    /// Builds a pooled, rustls (aws-lc-rs) client. It follows no redirects: a token endpoint that
+    /// redirects is misconfigured, and following would send a credential elsewhere.
+    pub fn build(&self) -> Result<reqwest::Client, HttpSetupError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(3)))
+            .timeout(self.request_timeout.unwrap_or(Duration::from_secs(20)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("entra-federation/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(path) = &self.extra_root_ca {
+            let pem = std::fs::read(path).map_err(|source| HttpSetupError::ReadCa {
+                path: path.clone(),
+                source,
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpSetupError::BadCa {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(HttpSetupError::BadCa {
+                    path: path.clone(),
+                    reason: "no certificate found".into(),
+                });
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
+            .build()
+            .map_err(|e| HttpSetupError::Client(e.to_string()))
+    }
+}
+
+/// The part of a URL that is safe and useful in an error: scheme, host, port and path.
+pub fn redacted_endpoint(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_is_always_allowed() {
+        assert!(checked_url("X", "https://login.microsoftonline.com/", false).is_ok());
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_imds() {
+        for ok in [
+            "http://127.0.0.1:42356/msi/token",
+            "http://localhost:1/",
+            "http://[::1]:8080/",
+            "http://169.254.169.254/metadata/identity/oauth2/token",
+        ] {
+            assert!(checked_url("X", ok, false).is_ok(), "{ok}");
+        }
+        let err =
+            checked_url("AWS_ENDPOINT_URL_STS", "http://sts.example.com/", false).unwrap_err();
+        assert!(matches!(err, EndpointError::InsecureHttp { .. }));
+        assert!(err.to_string().contains("AWS_ENDPOINT_URL_STS"));
+        assert!(checked_url("X", "http://sts.example.com/", true).is_ok());
+    }
+
+    #[test]
+    fn rejects_other_schemes_and_garbage() {
+        assert!(matches!(
+            checked_url("X", "ftp://a/", true),
+            Err(EndpointError::Scheme { .. })
+        ));
+        assert!(matches!(
+            checked_url("X", "not a url", true),
+            Err(EndpointError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn redaction_drops_query_and_userinfo() {
+        let u = Url::parse("http://u:p@127.0.0.1:1/msi/token?resource=x&client_id=y").unwrap();
+        assert_eq!(redacted_endpoint(&u), "http://127.0.0.1:1/msi/token");
+    }
+}
