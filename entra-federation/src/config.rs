@@ -210,11 +210,20 @@ impl Builder {
 
     /// Fills the builder from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_fn(|name| std::env::var(name).ok())
+        let mut b = Self::from_env_fn(|name| std::env::var(name).ok())?;
+        // Re-read the process environment on every request: the platform rotates the header.
+        if let Some(SourceChoice::AppService { header, .. }) = &mut b.source {
+            *header = HeaderValueSource::Env("IDENTITY_HEADER".into());
+        }
+        Ok(b)
     }
 
     /// Fills the builder from `lookup` (a map in tests). Empty values count as unset.
-    pub fn from_env_fn(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// `IDENTITY_HEADER` is looked up again on every identity-endpoint request.
+    pub fn from_env_fn(
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
+        let lookup = Arc::new(lookup);
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_string())
@@ -255,9 +264,12 @@ impl Builder {
             })
             .unwrap_or_else(|| assertion::IMDS_TOKEN_URL.to_string());
         let forced = get("ENTRA_FEDERATION_ASSERTION_SOURCE");
+        let header_lookup = lookup.clone();
         let app_service = |endpoint: String| SourceChoice::AppService {
             endpoint,
-            header: HeaderValueSource::Env("IDENTITY_HEADER".into()),
+            header: HeaderValueSource::Fn(Arc::new(move || {
+                header_lookup("IDENTITY_HEADER").filter(|v| !v.is_empty())
+            })),
         };
         b.source = Some(match forced.as_deref() {
             Some("token-file") => SourceChoice::TokenFile(PathBuf::from(token_file.ok_or(ConfigError::Missing {
@@ -539,7 +551,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,1 +1,135 @@
+//! Shared helpers of the system tests: a local cloud per test, a provider configured only from the
+//! environment the local cloud writes, and the Python venv of third-party peers.
 
+use entra_federation::{Builder, Clock, EntraCredentialsProvider};
+use local_cloud::{LocalCloud, Registry};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Starts a local cloud with the tutorial's registry.
+pub async fn cloud() -> LocalCloud {
+    LocalCloud::builder()
+        .start()
+        .await
+        .expect("local cloud starts")
+}
+
+/// Starts a local cloud with `registry` and `clock`.
+pub async fn cloud_with(registry: Registry, clock: Clock) -> LocalCloud {
+    LocalCloud::builder()
+        .registry(registry)
+        .clock(clock)
+        .start()
+        .await
+        .expect("local cloud starts")
+}
+
+/// The env file the local cloud writes, read back as a map (what `. FILE` would export).
+pub fn env_of(cloud: &LocalCloud) -> HashMap<String, String> {
+    let path = cloud.state_dir().join("env");
+    cloud.write_env_file(&path).expect("env file written");
+    let text = std::fs::read_to_string(&path).expect("env file readable");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+/// A provider builder filled from the local cloud's environment only.
+pub fn builder_from_env(env: &HashMap<String, String>) -> Builder {
+    let env = env.clone();
+    Builder::from_env_fn(move |k| env.get(k).cloned()).expect("environment parses")
+}
+
+/// A provider configured only from the local cloud's environment.
+pub fn provider_from_env(cloud: &LocalCloud) -> EntraCredentialsProvider {
+    builder_from_env(&env_of(cloud))
+        .build()
+        .expect("provider builds")
+}
+
+/// An `aws-sdk-sts` client using `provider`, pointed at the local cloud.
+pub fn sts_client(cloud: &LocalCloud, provider: EntraCredentialsProvider) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-2"))
+        .endpoint_url(cloud.http_url())
+        .credentials_provider(provider)
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+/// The Python interpreter of the venv holding the third-party peers (boto3, azure-identity, PyJWT,
+/// moto), created from `tests/python/requirements.txt` on first use. Fails loudly when it cannot be
+/// created: a missing peer must never turn into a skipped test.
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let root = workspace_root();
+            let venv = root.join("target").join("py-peers");
+            let requirements = root.join("tests/python/requirements.txt");
+            let stamp = venv.join(".requirements");
+            let wanted = std::fs::read_to_string(&requirements).expect("tests/python/requirements.txt");
+            std::fs::create_dir_all(root.join("target")).expect("target dir");
+            // Serialise venv creation across test processes.
+            let lock = std::fs::File::create(root.join("target/py-peers.lock")).expect("lock file");
+            lock.lock().expect("lock the venv");
+            let python = venv.join("bin/python");
+            if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) || !python.exists() {
+                let status = Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv).status().expect("python3 must be installed to run the system tests");
+                assert!(status.success(), "python3 -m venv failed: install python3-venv");
+                let status = Command::new(&python)
+                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                    .arg(&requirements)
+                    .status()
+                    .expect("pip runs");
+                assert!(status.success(), "pip install -r tests/python/requirements.txt failed: the Python peers are required");
+                std::fs::write(&stamp, &wanted).expect("stamp");
+            }
+            lock.unlock().expect("unlock");
+            python
+        })
+        .clone()
+}
+
+/// Runs `tests/python/<script>` with `env` added; returns stdout, panicking with stderr on failure.
+pub async fn run_python(script: &str, env: &HashMap<String, String>) -> String {
+    let python = python();
+    let script = workspace_root().join("tests/python").join(script);
+    let env = env.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(&script)
+            .envs(env)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_BEARER_TOKEN_BEDROCK")
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python {} failed:\n--- stdout\n{stdout}\n--- stderr\n{}",
+        script_name(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn script_name(_: &std::process::Output) -> &'static str {
+    "script"
+}

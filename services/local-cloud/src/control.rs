@@ -1,0 +1,90 @@
+//! Test hooks under `/_local/`: call counters, fault injection, key and header rotation,
+//! projected tokens, and the registry in force.
+
+use crate::identity::mint_projected_token;
+use crate::state::{CloudState, Fault};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The `/_local` routes.
+pub fn routes() -> Router<Arc<CloudState>> {
+    Router::new()
+        .route("/counters", get(counters).delete(reset_counters))
+        .route("/faults", post(add_fault).delete(clear_faults))
+        .route("/rotate-keys", post(rotate_keys))
+        .route("/rotate-identity-header", post(rotate_identity_header))
+        .route("/projected-token", post(projected_token))
+        .route("/registry", get(registry))
+}
+
+async fn counters(State(s): State<Arc<CloudState>>) -> Response {
+    Json(s.counters()).into_response()
+}
+
+async fn reset_counters(State(s): State<Arc<CloudState>>) -> StatusCode {
+    s.reset_counters();
+    StatusCode::NO_CONTENT
+}
+
+async fn add_fault(State(s): State<Arc<CloudState>>, Json(f): Json<Fault>) -> StatusCode {
+    s.inject(f);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(State(s): State<Arc<CloudState>>) -> StatusCode {
+    s.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+async fn rotate_keys(State(s): State<Arc<CloudState>>) -> Response {
+    let result = s
+        .tenant_keys
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .rotate();
+    match result {
+        Ok(()) => Json(serde_json::json!({"kid": s.tenant_keys.read().unwrap_or_else(|p| p.into_inner()).current().kid})).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+async fn rotate_identity_header(State(s): State<Arc<CloudState>>) -> Response {
+    let new = crate::state::random_id(32);
+    *s.identity_header.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+    Json(serde_json::json!({"identity_header": new})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ProjectedRequest {
+    #[serde(default = "default_ns")]
+    namespace: String,
+    #[serde(default = "default_sa")]
+    service_account: String,
+}
+
+fn default_ns() -> String {
+    "default".into()
+}
+
+fn default_sa() -> String {
+    "workload-identity-sa".into()
+}
+
+async fn projected_token(
+    State(s): State<Arc<CloudState>>,
+    Json(r): Json<ProjectedRequest>,
+) -> Response {
+    match mint_projected_token(&s, &r.namespace, &r.service_account) {
+        Ok(token) => Json(serde_json::json!({"token": token})).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+async fn registry(State(s): State<Arc<CloudState>>) -> Response {
+    Json(s.registry().clone()).into_response()
+}

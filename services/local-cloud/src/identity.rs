@@ -1,0 +1,293 @@
+//! The managed-identity endpoints: Container Apps / App Service (`IDENTITY_ENDPOINT`, api-version
+//! 2019-08-01) and the VM Instance Metadata Service (api-version 2018-02-01); and AKS projected
+//! service-account tokens.
+
+use crate::registry::{ManagedIdentity, Registry, TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_URI};
+use crate::state::{CloudState, guid};
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use entra_federation::clock::unix_seconds;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Mints the managed identity's token for `resource`: v2 issuer, `aud` the resource's app id
+/// (the AzureADTokenExchange GUID for `api://AzureADTokenExchange`), `sub` = `oid` = its object id.
+pub fn mint_mi_token(
+    state: &CloudState,
+    mi: &ManagedIdentity,
+    resource: &str,
+) -> Option<(String, u64)> {
+    let reg = state.registry();
+    let aud = audience_for_resource(&reg, resource)?;
+    let now = unix_seconds(state.clock.now());
+    let exp = now + reg.lifetimes.managed_identity;
+    let claims = json!({
+        "aud": aud,
+        "iss": reg.v2_issuer(),
+        "iat": now, "nbf": now, "exp": exp,
+        "aio": opaque(),
+        "azp": mi.client_id,
+        "azpacr": "2",
+        "idp": reg.v1_issuer(),
+        "idtyp": "app",
+        "oid": mi.object_id,
+        "rh": opaque(),
+        "sub": mi.object_id,
+        "tid": reg.tenant_id,
+        "uti": opaque(),
+        "ver": "2.0",
+        "xms_mirid": mi.resource_id,
+    });
+    drop(reg);
+    let token = state
+        .tenant_keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .sign(&claims, false);
+    Some((token, exp))
+}
+
+fn audience_for_resource(reg: &Registry, resource: &str) -> Option<String> {
+    let r = resource.trim_end_matches("/.default").trim_end_matches('/');
+    if r.eq_ignore_ascii_case(TOKEN_EXCHANGE_URI) || r.eq_ignore_ascii_case(TOKEN_EXCHANGE_APP_ID) {
+        return Some(TOKEN_EXCHANGE_APP_ID.into());
+    }
+    reg.resource_app(r).map(|a| a.app_id.clone())
+}
+
+/// A projected service-account token of an AKS cluster, as kubelet writes it.
+pub fn mint_projected_token(
+    state: &CloudState,
+    namespace: &str,
+    service_account: &str,
+) -> Result<String, String> {
+    let reg = state.registry();
+    let issuer = reg
+        .aks_issuers
+        .first()
+        .ok_or("the registry has no aks_issuers")?
+        .clone();
+    let now = unix_seconds(state.clock.now());
+    let claims = json!({
+        "aud": [TOKEN_EXCHANGE_URI],
+        "iss": issuer,
+        "iat": now, "nbf": now, "exp": now + reg.lifetimes.projected_token,
+        "sub": format!("system:serviceaccount:{namespace}:{service_account}"),
+        "kubernetes.io": { "namespace": namespace, "serviceaccount": { "name": service_account, "uid": guid() } },
+    });
+    drop(reg);
+    Ok(state
+        .aks_keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .sign(&claims, false))
+}
+
+fn opaque() -> String {
+    crate::state::random_id(24)
+}
+
+fn select<'a>(reg: &'a Registry, by: &[(&str, &str)]) -> Result<&'a ManagedIdentity, ()> {
+    let attached = reg.managed_identities.iter().filter(|m| m.attached);
+    let mut found = None;
+    let mut selectors = 0;
+    for (field, value) in by {
+        selectors += 1;
+        found = match *field {
+            "client_id" => attached
+                .clone()
+                .find(|m| m.client_id.eq_ignore_ascii_case(value)),
+            "object_id" => attached
+                .clone()
+                .find(|m| m.object_id.eq_ignore_ascii_case(value)),
+            _ => attached
+                .clone()
+                .find(|m| m.resource_id.eq_ignore_ascii_case(value)),
+        };
+    }
+    match selectors {
+        0 => reg
+            .managed_identities
+            .iter()
+            .find(|m| m.system_assigned && m.attached)
+            .ok_or(()),
+        1 => found.ok_or(()),
+        _ => Err(()),
+    }
+}
+
+/// `GET /msi/token`: the Container Apps / App Service endpoint.
+pub async fn app_service(
+    State(state): State<Arc<CloudState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    state.count("identity_endpoint");
+    let error = |status: u16, message: &str| {
+        let correlation = guid();
+        let mut resp = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(json!({"statusCode": status, "message": message, "correlationId": correlation})),
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            "x-correlation-id",
+            HeaderValue::from_str(&correlation).expect("guid"),
+        );
+        resp
+    };
+    if let Some(f) = state.take_fault("identity_endpoint") {
+        let mut r = error(f.status, "Injected failure.");
+        add_retry_after(&mut r, f.retry_after);
+        return r;
+    }
+    let expected = state
+        .identity_header
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if headers
+        .get("x-identity-header")
+        .and_then(|v| v.to_str().ok())
+        != Some(expected.as_str())
+    {
+        return error(
+            401,
+            "The X-IDENTITY-HEADER header is missing or does not match.",
+        );
+    }
+    if q.get("api-version").map(String::as_str) != Some("2019-08-01") {
+        return error(
+            400,
+            "The api-version is missing or not supported; use 2019-08-01.",
+        );
+    }
+    let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
+        return error(400, "The resource parameter is required.");
+    };
+    let by: Vec<(&str, &str)> = [
+        ("client_id", "client_id"),
+        ("principal_id", "object_id"),
+        ("object_id", "object_id"),
+        ("mi_res_id", "mi_res_id"),
+    ]
+    .iter()
+    .filter_map(|(param, field)| q.get(*param).map(|v| (*field, v.as_str())))
+    .collect();
+    let mi = {
+        let reg = state.registry();
+        match select(&reg, &by) {
+            Ok(mi) => mi.clone(),
+            Err(()) => return error(400, "Unable to load the proper Managed Identity."),
+        }
+    };
+    let Some((token, exp)) = mint_mi_token(&state, &mi, resource) else {
+        // Empirically a wrong resource is a vague 500 on App Service (MSAL's comment).
+        return error(
+            500,
+            "An unexpected error occured while fetching the AAD Token.",
+        );
+    };
+    Json(json!({
+        "access_token": token,
+        "expires_on": exp.to_string(),
+        "resource": resource,
+        "token_type": "Bearer",
+        "client_id": mi.client_id,
+    }))
+    .into_response()
+}
+
+/// `GET /metadata/identity/oauth2/token`: the VM Instance Metadata Service.
+pub async fn imds(
+    State(state): State<Arc<CloudState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    state.count("imds");
+    let error = |status: u16, code: &str, description: &str| {
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(json!({"error": code, "error_description": description})),
+        )
+            .into_response()
+    };
+    if let Some(f) = state.take_fault("imds") {
+        let code = f.code.clone().unwrap_or_else(|| {
+            if f.status >= 500 {
+                "unknown".into()
+            } else {
+                "unavailable".into()
+            }
+        });
+        let mut r = error(f.status, &code, "Injected failure.");
+        add_retry_after(&mut r, f.retry_after);
+        return r;
+    }
+    if headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
+        return error(
+            400,
+            "bad_request_102",
+            "Required metadata header not specified",
+        );
+    }
+    if !q.contains_key("api-version") {
+        return error(
+            400,
+            "invalid_request",
+            "Required query variable 'api-version' is missing",
+        );
+    }
+    let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
+        return error(
+            400,
+            "invalid_request",
+            "Required query variable 'resource' is missing",
+        );
+    };
+    let by: Vec<(&str, &str)> = [
+        ("client_id", "client_id"),
+        ("object_id", "object_id"),
+        ("msi_res_id", "mi_res_id"),
+    ]
+    .iter()
+    .filter_map(|(param, field)| q.get(*param).map(|v| (*field, v.as_str())))
+    .collect();
+    let mi = {
+        let reg = state.registry();
+        match select(&reg, &by) {
+            Ok(mi) => mi.clone(),
+            Err(()) => return error(400, "invalid_request", "Identity not found"),
+        }
+    };
+    let now = unix_seconds(state.clock.now());
+    let Some((token, exp)) = mint_mi_token(&state, &mi, resource) else {
+        return error(
+            400,
+            "invalid_resource",
+            &format!(
+                "AADSTS500011: The resource principal named {resource} was not found in the tenant."
+            ),
+        );
+    };
+    Json(json!({
+        "access_token": token,
+        "refresh_token": "",
+        "expires_in": (exp - now).to_string(),
+        "expires_on": exp.to_string(),
+        "not_before": now.to_string(),
+        "resource": resource,
+        "token_type": "Bearer",
+    }))
+    .into_response()
+}
+
+pub(crate) fn add_retry_after(resp: &mut Response, retry_after: Option<u64>) {
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs));
+    }
+}

@@ -1,0 +1,219 @@
+//! The state every emulated service shares, and the test hooks: call counters and injected faults.
+
+use crate::keys::KeySet;
+use crate::registry::Registry;
+use entra_federation::Clock;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock, RwLock};
+use std::time::SystemTime;
+
+/// Credentials STS issued.
+#[derive(Debug, Clone)]
+pub struct IssuedCredentials {
+    /// Secret key.
+    pub secret_access_key: String,
+    /// Session token.
+    pub session_token: String,
+    /// Expiry.
+    pub expires_at: SystemTime,
+    /// Role name.
+    pub role_name: String,
+    /// Session name.
+    pub session_name: String,
+    /// `AROA…:session`.
+    pub assumed_role_id: String,
+}
+
+/// A fault to inject: the next `count` calls (all, when `None`) to `target` fail with `status`.
+///
+/// Targets are counter names (`identity_endpoint`, `imds`, `entra_token`, `entra_metadata`,
+/// `entra_jwks`, `sts:AssumeRoleWithWebIdentity`, `sts:GetCallerIdentity`) or a prefix before `:`
+/// (`sts` matches every STS action).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fault {
+    /// Which endpoint.
+    pub target: String,
+    /// HTTP status to answer.
+    pub status: u16,
+    /// Service error code (e.g. `Throttling`, `IDPCommunicationError`, `temporarily_unavailable`).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// How many calls fail; `None` until cleared.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// A `Retry-After` header, seconds.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+/// Shared state.
+pub struct CloudState {
+    /// The directory and the AWS account.
+    pub registry: RwLock<Registry>,
+    /// The tenant's token-signing keys (v1 and v2 share them, as in Entra).
+    pub tenant_keys: RwLock<KeySet>,
+    /// Keys of the AKS OIDC issuer(s).
+    pub aks_keys: RwLock<KeySet>,
+    /// The current `IDENTITY_HEADER` value.
+    pub identity_header: RwLock<String>,
+    /// The clock (tokio-driven in tests).
+    pub clock: Clock,
+    /// Credentials STS issued, by access key id.
+    pub credentials: Mutex<HashMap<String, IssuedCredentials>>,
+    /// JWKS documents STS fetched, by issuer.
+    pub sts_jwks_cache: Mutex<HashMap<String, serde_json::Value>>,
+    /// Client for STS's fetches of issuer keys.
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:PORT`.
+    pub http_base: OnceLock<String>,
+    /// `https://127.0.0.1:PORT` (or localhost).
+    pub https_base: OnceLock<String>,
+    counters: Mutex<BTreeMap<String, u64>>,
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl CloudState {
+    /// New state.
+    pub fn new(registry: Registry, clock: Clock, http: reqwest::Client) -> Result<Self, String> {
+        Ok(Self {
+            registry: RwLock::new(registry),
+            tenant_keys: RwLock::new(KeySet::generate()?),
+            aks_keys: RwLock::new(KeySet::generate()?),
+            identity_header: RwLock::new(random_id(32)),
+            clock,
+            credentials: Mutex::new(HashMap::new()),
+            sts_jwks_cache: Mutex::new(HashMap::new()),
+            http,
+            http_base: OnceLock::new(),
+            https_base: OnceLock::new(),
+            counters: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A read view of the registry.
+    pub fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a call to `name`.
+    pub fn count(&self, name: &str) {
+        *lock(&self.counters).entry(name.to_string()).or_default() += 1;
+    }
+
+    /// All counters.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        lock(&self.counters).clone()
+    }
+
+    /// One counter.
+    pub fn counter(&self, name: &str) -> u64 {
+        lock(&self.counters).get(name).copied().unwrap_or(0)
+    }
+
+    /// Resets the counters.
+    pub fn reset_counters(&self) {
+        lock(&self.counters).clear();
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.faults).push(fault);
+    }
+
+    /// Removes all faults.
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    /// The fault that applies to a call to `name`, consuming one of its count.
+    pub fn take_fault(&self, name: &str) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let i = faults.iter().position(|f| {
+            f.target == name
+                || name
+                    .strip_prefix(&f.target)
+                    .is_some_and(|rest| rest.starts_with(':'))
+        })?;
+        let fault = faults[i].clone();
+        if let Some(n) = &mut faults[i].count {
+            *n -= 1;
+            if *n == 0 {
+                faults.remove(i);
+            }
+        }
+        Some(fault)
+    }
+
+    /// The base URL for links in documents: the listener the request came in on.
+    pub fn base(&self, tls: bool) -> String {
+        let b = if tls {
+            self.https_base.get()
+        } else {
+            self.http_base.get()
+        };
+        b.cloned().unwrap_or_default()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A random id of `len` characters from `[A-Z0-9]`.
+pub fn random_id(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let bytes = crate::keys::random_bytes::<64>();
+    (0..len)
+        .map(|i| CHARS[bytes[i % 64] as usize % CHARS.len()] as char)
+        .collect()
+}
+
+/// A random GUID string.
+pub fn guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn iso8601(t: SystemTime) -> String {
+    aws_smithy_types::DateTime::from(t)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+        .replace(".000", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_apply_by_name_or_prefix_and_run_out() {
+        let s = CloudState::new(
+            Registry::tutorial_default(),
+            Clock::system(),
+            reqwest::Client::new(),
+        )
+        .unwrap();
+        s.inject(Fault {
+            target: "sts".into(),
+            status: 503,
+            code: None,
+            count: Some(2),
+            retry_after: None,
+        });
+        assert!(s.take_fault("imds").is_none());
+        assert!(s.take_fault("sts:AssumeRoleWithWebIdentity").is_some());
+        assert!(s.take_fault("sts:GetCallerIdentity").is_some());
+        assert!(s.take_fault("sts:GetCallerIdentity").is_none());
+        assert!(s.take_fault("stsx").is_none());
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(
+            iso8601(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1629147173)),
+            "2021-08-16T20:52:53Z"
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! The whole chain against the local cloud: identity endpoint → Entra (v1) → STS, then a real
+//! AWS SDK client signing with the credentials.
+
+use aws_credential_types::provider::ProvideCredentials;
+use system_tests::*;
+
+#[tokio::test]
+async fn provider_from_local_env_feeds_the_aws_sdk() {
+    let cloud = cloud().await;
+    let provider = provider_from_env(&cloud);
+    let creds = provider.provide_credentials().await.expect("credentials");
+    assert!(creds.access_key_id().starts_with("ASIA"));
+    assert_eq!(
+        creds.account_id().map(|a| a.as_str()),
+        Some(local_cloud::ids::AWS_ACCOUNT_ID)
+    );
+    assert!(creds.expiry().is_some());
+
+    let sts = sts_client(&cloud, provider.clone());
+    let who = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
+    assert_eq!(
+        who.arn(),
+        Some("arn:aws:sts::123456789012:assumed-role/BedrockInvokerFromAzure/entra-federation")
+    );
+    assert_eq!(who.account(), Some("123456789012"));
+    assert_eq!(cloud.counter("identity_endpoint"), 1);
+    assert_eq!(cloud.counter("entra_token"), 1);
+    assert_eq!(cloud.counter("sts:AssumeRoleWithWebIdentity"), 1);
+    assert_eq!(cloud.counter("sts:GetCallerIdentity"), 1);
+}
