@@ -268,10 +268,14 @@ async fn assume_role_with_web_identity(
             "Token expired: current date/time must be before the expiration date/time.",
         ));
     }
-    // 6. Audience in the client-ID list.
-    let auds: Vec<String> = match &claims["aud"] {
-        Value::String(a) => vec![a.clone()],
-        Value::Array(a) => a
+    // 6. Audience in the client-ID list. Observed, not documented (tutorial §3.1, protocols.md §7):
+    // STS refuses Entra v2 managed-identity tokens with "Incorrect token audience" even when their
+    // GUID audience is registered. Matching `azp` over `aud` when `azp` is present (AWS's documented
+    // rule for Google) reproduces it, so that is what this emulation does.
+    let auds: Vec<String> = match (&claims["azp"], &claims["aud"]) {
+        (Value::String(azp), _) => vec![azp.clone()],
+        (_, Value::String(a)) => vec![a.clone()],
+        (_, Value::Array(a)) => a
             .iter()
             .filter_map(|x| x.as_str().map(str::to_string))
             .collect(),
