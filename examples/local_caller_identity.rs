@@ -10,16 +10,23 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
 
     // 1. The local cloud: identity endpoint, Entra, STS on 127.0.0.1.
     let cloud = LocalCloud::builder().start().await?;
     let env: std::collections::HashMap<String, String> = cloud.env().into_iter().collect();
-    println!("local cloud at {} / {}", cloud.http_url(), cloud.https_url());
+    println!(
+        "local cloud at {} / {}",
+        cloud.http_url(),
+        cloud.https_url()
+    );
 
     // 2. The provider, configured only from those variables (on Azure: EntraCredentialsProvider::from_env()).
-    let provider: EntraCredentialsProvider = Builder::from_env_fn(move |k| env.get(k).cloned())?.build()?;
+    let provider: EntraCredentialsProvider =
+        Builder::from_env_fn(move |k| env.get(k).cloned())?.build()?;
     println!("provider: {provider:?}");
 
     // 3. Any AWS SDK client, with the provider as its credentials.

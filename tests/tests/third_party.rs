@@ -12,7 +12,10 @@ async fn azure_identity_managed_identity_token_verifies_with_pyjwt() {
     let out = run_python("azure_mi_pyjwt.py", &env_of(&cloud)).await;
     let claims: serde_json::Value = serde_json::from_str(out.trim()).expect("claims JSON");
     let tid = local_cloud::ids::TENANT_ID;
-    assert_eq!(claims["iss"], format!("https://login.microsoftonline.com/{tid}/v2.0"));
+    assert_eq!(
+        claims["iss"],
+        format!("https://login.microsoftonline.com/{tid}/v2.0")
+    );
     assert_eq!(claims["aud"], local_cloud::registry::TOKEN_EXCHANGE_APP_ID);
     assert_eq!(claims["sub"], local_cloud::ids::MI_OBJECT_ID);
     assert_eq!(claims["oid"], local_cloud::ids::MI_OBJECT_ID);
@@ -26,14 +29,29 @@ async fn boto3_exchanges_the_libraries_v1_token_and_signs_with_the_result() {
     let provider = provider_from_env(&cloud);
     let token = provider.web_identity_token().await.expect("v1 token");
     let mut env = env_of(&cloud);
-    env.insert("WEB_IDENTITY_TOKEN".into(), token.token().expose_secret().to_string());
+    env.insert(
+        "WEB_IDENTITY_TOKEN".into(),
+        token.token().expose_secret().to_string(),
+    );
     let out = run_python("boto3_sts.py", &env).await;
     let r: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
-    assert_eq!(r["arn"], "arn:aws:sts::123456789012:assumed-role/BedrockInvokerFromAzure/boto3-peer");
+    assert_eq!(
+        r["arn"],
+        "arn:aws:sts::123456789012:assumed-role/BedrockInvokerFromAzure/boto3-peer"
+    );
     assert_eq!(r["account"], "123456789012");
     assert_eq!(r["subject"], local_cloud::ids::STS_SP_OID);
-    assert_eq!(r["audience"], format!("api://{}", local_cloud::ids::STS_APP_ID));
-    assert_eq!(r["provider"], format!("arn:aws:iam::123456789012:oidc-provider/sts.windows.net/{}/", local_cloud::ids::TENANT_ID));
+    assert_eq!(
+        r["audience"],
+        format!("api://{}", local_cloud::ids::STS_APP_ID)
+    );
+    assert_eq!(
+        r["provider"],
+        format!(
+            "arn:aws:iam::123456789012:oidc-provider/sts.windows.net/{}/",
+            local_cloud::ids::TENANT_ID
+        )
+    );
     assert_eq!(r["bad_secret_code"], "SignatureDoesNotMatch");
     assert_eq!(cloud.counter("sts:GetCallerIdentity"), 2);
 }
@@ -50,12 +68,26 @@ impl Drop for Moto {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_sts_client_parses_motos_independent_sts() {
     let cloud = cloud().await;
-    let token = provider_from_env(&cloud).web_identity_token().await.expect("v1 token");
+    let token = provider_from_env(&cloud)
+        .web_identity_token()
+        .await
+        .expect("v1 token");
     let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let _moto = Moto(
         Command::new(python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -81,10 +113,28 @@ async fn library_sts_client_parses_motos_independent_sts() {
         policy: None,
         policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
     };
-    let assumed = sts.assume_role_with_web_identity(&request, &token).await.expect("moto answers");
+    let assumed = sts
+        .assume_role_with_web_identity(&request, &token)
+        .await
+        .expect("moto answers");
     assert!(!assumed.credentials.access_key_id().is_empty());
-    assert!(assumed.credentials.session_token().is_some_and(|t| !t.is_empty()));
-    assert!(assumed.assumed_role_arn.as_deref().is_some_and(|a| a.ends_with(":assumed-role/moto-role/entra-federation")), "{:?}", assumed.assumed_role_arn);
-    assert_eq!(assumed.credentials.account_id().map(|a| a.as_str()), Some("123456789012"));
+    assert!(
+        assumed
+            .credentials
+            .session_token()
+            .is_some_and(|t| !t.is_empty())
+    );
+    assert!(
+        assumed
+            .assumed_role_arn
+            .as_deref()
+            .is_some_and(|a| a.ends_with(":assumed-role/moto-role/entra-federation")),
+        "{:?}",
+        assumed.assumed_role_arn
+    );
+    assert_eq!(
+        assumed.credentials.account_id().map(|a| a.as_str()),
+        Some("123456789012")
+    );
     assert!(assumed.expires_at > std::time::SystemTime::now());
 }
