@@ -109,14 +109,18 @@ pub enum HttpSetupError {
 
 impl HttpSettings {
     /// Builds a pooled, rustls (aws-lc-rs) client. It follows no redirects: a token endpoint that
-    /// redirects is misconfigured, and following would send a credential elsewhere.
+    /// redirects is misconfigured, and following would send a credential elsewhere. It speaks
+    /// HTTP/1.1 only and keeps no idle connections: each hop makes one request per token lifetime,
+    /// so multiplexing and pooling buy nothing, while a connection kept idle until the next refresh
+    /// (an hour later) is one the server has long since closed.
     pub fn build(&self) -> Result<reqwest::Client, HttpSetupError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(3)))
             .timeout(self.request_timeout.unwrap_or(Duration::from_secs(20)))
             .redirect(reqwest::redirect::Policy::none())
+            .http1_only()
             .user_agent(concat!("entra-federation/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(60));
+            .pool_max_idle_per_host(0);
         if let Some(path) = &self.extra_root_ca {
             let pem = std::fs::read(path).map_err(|source| HttpSetupError::ReadCa {
                 path: path.clone(),

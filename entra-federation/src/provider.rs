@@ -465,14 +465,15 @@ impl Inner {
     }
 
     /// When the background task should next look: the refresh point, or the end of a backoff.
+    /// With no credentials there is nothing to keep fresh: callers drive the retries.
     fn next_wakeup(&self) -> Option<SystemTime> {
         let snap = self.read_snapshot();
-        let refresh_at = snap.credentials.as_ref().map(|c| c.refresh_at);
-        match (&snap.failure, refresh_at) {
-            (Some(f), Some(r)) => Some(f.retry_not_before.max(r)),
-            (Some(f), None) => Some(f.retry_not_before),
-            (None, r) => r,
-        }
+        let refresh_at = snap.credentials.as_ref().map(|c| c.refresh_at)?;
+        Some(
+            snap.failure
+                .as_ref()
+                .map_or(refresh_at, |f| f.retry_not_before.max(refresh_at)),
+        )
     }
 }
 
@@ -508,7 +509,7 @@ async fn background(weak: Weak<Inner>, wake: Arc<Notify>) {
             let due = snap
                 .credentials
                 .as_ref()
-                .is_none_or(|c| c.phase(now) != Phase::Fresh);
+                .is_some_and(|c| c.phase(now) != Phase::Fresh);
             let in_backoff = snap
                 .failure
                 .as_ref()
