@@ -1,0 +1,419 @@
+//! Wire-level checks of the emulations against the documented shapes (protocols.md §1–§4).
+
+use local_cloud::{LocalCloud, ids};
+use serde_json::Value;
+
+async fn cloud() -> LocalCloud {
+    LocalCloud::builder().start().await.unwrap()
+}
+
+fn tid() -> &'static str {
+    ids::TENANT_ID
+}
+
+#[tokio::test]
+async fn openid_metadata_v1_and_v2_and_jwks() {
+    let c = cloud().await;
+    let http = reqwest::Client::new();
+    let v1: Value = http
+        .get(format!(
+            "{}/{}/.well-known/openid-configuration",
+            c.http_url(),
+            tid()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v1["issuer"], format!("https://sts.windows.net/{}/", tid()));
+    assert_eq!(
+        v1["jwks_uri"],
+        format!("{}/{}/discovery/keys", c.http_url(), tid())
+    );
+    let v2: Value = http
+        .get(format!(
+            "{}/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+            c.http_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v2["issuer"],
+        format!("https://login.microsoftonline.com/{}/v2.0", tid())
+    );
+    assert_eq!(
+        v2["token_endpoint"],
+        format!("{}/{}/oauth2/v2.0/token", c.http_url(), tid())
+    );
+    let keys: Value = http
+        .get(v2["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let k = &keys["keys"][0];
+    assert_eq!(
+        (k["kty"].as_str(), k["use"].as_str(), k["e"].as_str()),
+        (Some("RSA"), Some("sig"), Some("AQAB"))
+    );
+    assert_eq!(k["issuer"], v2["issuer"]);
+    assert_eq!(k["kid"], k["x5t"]);
+    assert!(k["x5c"][0].as_str().is_some_and(|c| c.len() > 500));
+    let v1keys: Value = http
+        .get(v1["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v1keys["keys"][0].get("issuer").is_none());
+    let unknown = http
+        .get(format!(
+            "{}/nobody.example/v2.0/.well-known/openid-configuration",
+            c.http_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error_codes"][0], 90002);
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_have_entras_shape() {
+    let c = cloud().await;
+    let url = format!("{}/{}/oauth2/v2.0/token", c.http_url(), tid());
+    let http = reqwest::Client::new();
+    let cases: &[(&[(&str, &str)], u16, &str, u64)] = &[
+        (
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "api://x/.default"),
+            ],
+            400,
+            "invalid_request",
+            900144,
+        ),
+        (
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "00000000-0000-0000-0000-000000000000"),
+                ("scope", "api://x/.default"),
+            ],
+            400,
+            "unauthorized_client",
+            700016,
+        ),
+        (
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", ids::STS_APP_ID),
+                ("scope", "api://x/.default"),
+            ],
+            401,
+            "invalid_client",
+            7000218,
+        ),
+        (
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", ids::STS_APP_ID),
+                ("scope", "api://x/.default"),
+                ("client_secret", "s"),
+            ],
+            401,
+            "invalid_client",
+            7000215,
+        ),
+        (
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", ids::STS_APP_ID),
+                ("scope", "api://x/.default"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", "not-a-jwt"),
+            ],
+            400,
+            "invalid_client",
+            50027,
+        ),
+        (
+            &[("grant_type", "password"), ("client_id", ids::STS_APP_ID)],
+            400,
+            "unsupported_grant_type",
+            70003,
+        ),
+    ];
+    for (form, status, error, code) in cases {
+        let r = http
+            .post(&url)
+            .header("client-request-id", "4f0b7a7e-1111-2222-3333-444455556666")
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), *status, "{form:?}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(
+            (b["error"].as_str(), b["error_codes"][0].as_u64()),
+            (Some(*error), Some(*code)),
+            "{form:?}"
+        );
+        let d = b["error_description"].as_str().unwrap();
+        assert!(
+            d.starts_with(&format!("AADSTS{code}: "))
+                && d.contains("\r\nTrace ID: ")
+                && d.contains("\r\nCorrelation ID: 4f0b7a7e-1111-2222-3333-444455556666"),
+            "{d}"
+        );
+        assert_eq!(b["correlation_id"], "4f0b7a7e-1111-2222-3333-444455556666");
+        assert!(
+            b["timestamp"].as_str().unwrap().ends_with('Z') && b["trace_id"].as_str().is_some()
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_and_foreign_assertions_are_refused() {
+    let c = cloud().await;
+    let url = format!("{}/{}/oauth2/v2.0/token", c.http_url(), tid());
+    let mi = c.state().registry().managed_identities[0].clone();
+    let (good, _) =
+        local_cloud::identity::mint_mi_token(c.state(), &mi, "api://AzureADTokenExchange").unwrap();
+    // Same claims signed by a key Entra never published.
+    let other = local_cloud::keys::KeySet::generate().unwrap();
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(&good).unwrap();
+    let forged = other.sign(&claims, false);
+    let mut expired_claims = claims.clone();
+    expired_claims["exp"] = serde_json::json!(1_000_000_000u64);
+    let expired = c
+        .state()
+        .tenant_keys
+        .read()
+        .unwrap()
+        .sign(&expired_claims, false);
+    let scope = format!("api://{}/.default", ids::STS_APP_ID);
+    for (assertion, code) in [(forged.as_str(), 700027), (expired.as_str(), 700024)] {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", ids::STS_APP_ID),
+            ("scope", scope.as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+        ];
+        let b: Value = reqwest::Client::new()
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(b["error_codes"][0], code, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn key_rotation_publishes_the_new_key_and_sts_refetches_on_an_unknown_kid() {
+    let c = cloud().await;
+    let env: std::collections::HashMap<String, String> = c.env().into_iter().collect();
+    let provider = |env: std::collections::HashMap<String, String>| {
+        entra_federation::Builder::from_env_fn(move |k| env.get(k).cloned())
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    provider(env.clone())
+        .credentials()
+        .await
+        .expect("STS fetches and caches the keys");
+    let fetched = c.counter("entra_jwks");
+    assert_eq!(fetched, 1);
+    provider(env.clone())
+        .credentials()
+        .await
+        .expect("cached keys verify a token of the same key");
+    assert_eq!(c.counter("entra_jwks"), 1, "STS caches the issuer's keys");
+
+    let http = reqwest::Client::new();
+    let rotated: Value = http
+        .post(format!("{}/_local/rotate-keys", c.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys: Value = http
+        .get(format!("{}/{}/discovery/v2.0/keys", c.http_url(), tid()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["keys"][0]["kid"], rotated["kid"]);
+    assert_eq!(
+        keys["keys"].as_array().unwrap().len(),
+        2,
+        "the previous key stays published"
+    );
+    let token = provider(env.clone()).web_identity_token().await.unwrap();
+    let header = jsonwebtoken::decode_header(token.token().expose_secret()).unwrap();
+    assert_eq!(
+        header.kid.as_ref(),
+        rotated["kid"].as_str().map(str::to_string).as_ref(),
+        "new tokens are signed with the new key"
+    );
+    provider(env)
+        .credentials()
+        .await
+        .expect("STS re-fetches the keys for the unknown kid");
+    assert_eq!(c.counter("entra_jwks"), 3);
+}
+
+#[tokio::test]
+async fn sts_validation_errors_and_unsigned_get_caller_identity() {
+    let c = cloud().await;
+    let http = reqwest::Client::new();
+    let post = |form: Vec<(&'static str, String)>| http.post(c.http_url()).form(&form).send();
+    let r = post(vec![
+        ("Action", "AssumeRoleWithWebIdentity".into()),
+        ("Version", "2011-06-15".into()),
+        (
+            "RoleArn",
+            "arn:aws:iam::123456789012:role/BedrockInvokerFromAzure".into(),
+        ),
+        ("RoleSessionName", "has space".into()),
+        ("WebIdentityToken", "abcd".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<Code>ValidationError</Code>") && body.contains("roleSessionName"),
+        "{body}"
+    );
+    let r = post(vec![
+        ("Action", "AssumeRoleWithWebIdentity".into()),
+        ("Version", "2011-06-15".into()),
+        (
+            "RoleArn",
+            "arn:aws:iam::123456789012:role/BedrockInvokerFromAzure".into(),
+        ),
+        ("RoleSessionName", "s1".into()),
+        ("WebIdentityToken", "not-a-jwt".into()),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("<Code>InvalidIdentityToken</Code>")
+    );
+    let r = post(vec![
+        ("Action", "GetCallerIdentity".into()),
+        ("Version", "2011-06-15".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("<Code>MissingAuthenticationToken</Code>")
+    );
+    let r = post(vec![
+        ("Action", "GetSessionToken".into()),
+        ("Version", "2011-06-15".into()),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("<Code>InvalidAction</Code>")
+    );
+}
+
+#[tokio::test]
+async fn identity_endpoints_validate_like_azure() {
+    let c = cloud().await;
+    let http = reqwest::Client::new();
+    let imds = format!(
+        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://AzureADTokenExchange",
+        c.http_url()
+    );
+    let r = http.get(&imds).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_request_102");
+    let ok: Value = http
+        .get(&imds)
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in [
+        "access_token",
+        "expires_in",
+        "expires_on",
+        "not_before",
+        "resource",
+        "token_type",
+    ] {
+        assert!(
+            ok[field].is_string(),
+            "IMDS sends {field} as a string: {ok}"
+        );
+    }
+    let aca = format!(
+        "{}/msi/token?api-version=2019-08-01&resource=api://AzureADTokenExchange",
+        c.http_url()
+    );
+    let ok: Value = http
+        .get(&aca)
+        .header("X-IDENTITY-HEADER", c.identity_header())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ok["expires_on"].is_string() && ok["client_id"] == ids::MI_CLIENT_ID);
+    let r = http
+        .get(&aca)
+        .header("X-IDENTITY-HEADER", c.identity_header())
+        .query(&[("client_id", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "Unable to load the proper Managed Identity."
+    );
+}
