@@ -94,7 +94,9 @@ async fn token_endpoint_errors_have_entras_shape() {
     let c = cloud().await;
     let url = format!("{}/{}/oauth2/v2.0/token", c.http_url(), tid());
     let http = reqwest::Client::new();
-    let cases: &[(&[(&str, &str)], u16, &str, u64)] = &[
+    // (form, HTTP status, `error`, AADSTS code)
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str, u64);
+    let cases: &[Case] = &[
         (
             &[
                 ("grant_type", "client_credentials"),
