@@ -4,7 +4,6 @@ use crate::entra::WebIdentityToken;
 use crate::http::redacted_endpoint;
 use crate::retry::Backoff;
 use aws_credential_types::Credentials;
-use aws_credential_types::credential_feature::AwsCredentialFeature;
 use serde::Deserialize;
 use std::fmt;
 use std::time::SystemTime;
@@ -387,10 +386,9 @@ fn parse_success(body: &str) -> Result<AssumedRole, StsError> {
     if let Some(account) = arn.as_deref().and_then(account_id_from_arn) {
         builder = builder.account_id(account);
     }
-    let mut credentials = builder.build();
-    credentials
-        .get_property_mut_or_default::<Vec<AwsCredentialFeature>>()
-        .push(AwsCredentialFeature::CredentialsStsAssumeRoleWebId);
+    // No `AwsCredentialFeature` property: `Credentials` deep-copies its property map on every
+    // clone, and the cached path must not allocate (tests/tests/hot_path.rs).
+    let credentials = builder.build();
     Ok(AssumedRole {
         credentials,
         expires_at,
