@@ -91,10 +91,18 @@ pub async fn metadata_v2(
     metadata(&s, tls, &headers, &tenant, true)
 }
 
-fn metadata(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
-    s.count("entra_metadata");
-    if let Some(f) = s.take_fault("entra_metadata") {
-        return aad_error(
+/// Counts the call, applies an injected fault, and checks the tenant: the common prologue of the
+/// metadata and keys documents.
+fn document_guard<'a>(
+    s: &'a CloudState,
+    tls: bool,
+    headers: &HeaderMap,
+    tenant: &str,
+    counter: &str,
+) -> Result<std::sync::RwLockReadGuard<'a, Registry>, Response> {
+    s.count(counter);
+    if let Some(f) = s.take_fault(counter) {
+        return Err(aad_error(
             s,
             tls,
             headers,
@@ -102,13 +110,21 @@ fn metadata(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bo
             "temporarily_unavailable",
             90033,
             "Injected failure.",
-        );
+        ));
     }
     let reg = s.registry();
     if !reg.is_tenant(tenant) {
         drop(reg);
-        return unknown_tenant(s, tls, headers, tenant);
+        return Err(unknown_tenant(s, tls, headers, tenant));
     }
+    Ok(reg)
+}
+
+fn metadata(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
+    let reg = match document_guard(s, tls, headers, tenant, "entra_metadata") {
+        Ok(reg) => reg,
+        Err(resp) => return resp,
+    };
     let base = s.base(tls);
     let tid = &reg.tenant_id;
     let doc = if v2 {
@@ -174,23 +190,10 @@ pub async fn jwks_v2(
 }
 
 fn jwks(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
-    s.count("entra_jwks");
-    if let Some(f) = s.take_fault("entra_jwks") {
-        return aad_error(
-            s,
-            tls,
-            headers,
-            f.status,
-            "temporarily_unavailable",
-            90033,
-            "Injected failure.",
-        );
-    }
-    let reg = s.registry();
-    if !reg.is_tenant(tenant) {
-        drop(reg);
-        return unknown_tenant(s, tls, headers, tenant);
-    }
+    let reg = match document_guard(s, tls, headers, tenant, "entra_jwks") {
+        Ok(reg) => reg,
+        Err(resp) => return resp,
+    };
     let issuer = v2.then(|| reg.v2_issuer());
     drop(reg);
     Json(

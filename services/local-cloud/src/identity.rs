@@ -90,6 +90,20 @@ fn opaque() -> String {
     crate::state::random_id(24)
 }
 
+/// The identity the query selects: `params` maps each query parameter to the identity field it
+/// names (`client_id`, `object_id`, `mi_res_id`).
+fn selected(
+    state: &CloudState,
+    q: &HashMap<String, String>,
+    params: &[(&str, &'static str)],
+) -> Option<ManagedIdentity> {
+    let by: Vec<(&str, &str)> = params
+        .iter()
+        .filter_map(|(param, field)| q.get(*param).map(|v| (*field, v.as_str())))
+        .collect();
+    select(&state.registry(), &by).ok().cloned()
+}
+
 fn select<'a>(reg: &'a Registry, by: &[(&str, &str)]) -> Result<&'a ManagedIdentity, ()> {
     let attached = reg.managed_identities.iter().filter(|m| m.attached);
     let mut found = None;
@@ -168,21 +182,18 @@ pub async fn app_service(
     let Some(resource) = q.get("resource").filter(|r| !r.is_empty()) else {
         return error(400, "The resource parameter is required.");
     };
-    let by: Vec<(&str, &str)> = [
-        ("client_id", "client_id"),
-        ("principal_id", "object_id"),
-        ("object_id", "object_id"),
-        ("mi_res_id", "mi_res_id"),
-    ]
-    .iter()
-    .filter_map(|(param, field)| q.get(*param).map(|v| (*field, v.as_str())))
-    .collect();
-    let mi = {
-        let reg = state.registry();
-        match select(&reg, &by) {
-            Ok(mi) => mi.clone(),
-            Err(()) => return error(400, "Unable to load the proper Managed Identity."),
-        }
+    // App Service names the resource-id selector mi_res_id; principal_id and object_id are aliases.
+    let Some(mi) = selected(
+        &state,
+        &q,
+        &[
+            ("client_id", "client_id"),
+            ("principal_id", "object_id"),
+            ("object_id", "object_id"),
+            ("mi_res_id", "mi_res_id"),
+        ],
+    ) else {
+        return error(400, "Unable to load the proper Managed Identity.");
     };
     let Some((token, exp)) = mint_mi_token(&state, &mi, resource) else {
         // Empirically a wrong resource is a vague 500 on App Service (MSAL's comment).
@@ -248,20 +259,17 @@ pub async fn imds(
             "Required query variable 'resource' is missing",
         );
     };
-    let by: Vec<(&str, &str)> = [
-        ("client_id", "client_id"),
-        ("object_id", "object_id"),
-        ("msi_res_id", "mi_res_id"),
-    ]
-    .iter()
-    .filter_map(|(param, field)| q.get(*param).map(|v| (*field, v.as_str())))
-    .collect();
-    let mi = {
-        let reg = state.registry();
-        match select(&reg, &by) {
-            Ok(mi) => mi.clone(),
-            Err(()) => return error(400, "invalid_request", "Identity not found"),
-        }
+    // IMDS names the resource-id selector msi_res_id.
+    let Some(mi) = selected(
+        &state,
+        &q,
+        &[
+            ("client_id", "client_id"),
+            ("object_id", "object_id"),
+            ("msi_res_id", "mi_res_id"),
+        ],
+    ) else {
+        return error(400, "invalid_request", "Identity not found");
     };
     let now = unix_seconds(state.clock.now());
     let Some((token, exp)) = mint_mi_token(&state, &mi, resource) else {
