@@ -99,10 +99,10 @@ fn document_guard<'a>(
     headers: &HeaderMap,
     tenant: &str,
     counter: &str,
-) -> Result<std::sync::RwLockReadGuard<'a, Registry>, Response> {
+) -> Result<std::sync::RwLockReadGuard<'a, Registry>, Box<Response>> {
     s.count(counter);
     if let Some(f) = s.take_fault(counter) {
-        return Err(aad_error(
+        return Err(Box::new(aad_error(
             s,
             tls,
             headers,
@@ -110,12 +110,12 @@ fn document_guard<'a>(
             "temporarily_unavailable",
             90033,
             "Injected failure.",
-        ));
+        )));
     }
     let reg = s.registry();
     if !reg.is_tenant(tenant) {
         drop(reg);
-        return Err(unknown_tenant(s, tls, headers, tenant));
+        return Err(Box::new(unknown_tenant(s, tls, headers, tenant)));
     }
     Ok(reg)
 }
@@ -123,7 +123,7 @@ fn document_guard<'a>(
 fn metadata(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
     let reg = match document_guard(s, tls, headers, tenant, "entra_metadata") {
         Ok(reg) => reg,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let base = s.base(tls);
     let tid = &reg.tenant_id;
@@ -192,7 +192,7 @@ pub async fn jwks_v2(
 fn jwks(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
     let reg = match document_guard(s, tls, headers, tenant, "entra_jwks") {
         Ok(reg) => reg,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let issuer = v2.then(|| reg.v2_issuer());
     drop(reg);
