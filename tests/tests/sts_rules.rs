@@ -1,0 +1,148 @@
+//! The local STS applies AWS's rules: `exp` plus five minutes of skew, the role's maximum session
+//! duration, and SigV4 callers with unknown or expired keys refused with AWS's codes.
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use entra_federation::Clock;
+use local_cloud::{LocalCloud, Registry};
+use serde_json::Value;
+use std::time::Duration;
+use system_tests::*;
+
+async fn assume(cloud: &LocalCloud, token: &str, duration: Option<&str>) -> (u16, String) {
+    let mut form = vec![
+        ("Action", "AssumeRoleWithWebIdentity"),
+        ("Version", "2011-06-15"),
+        (
+            "RoleArn",
+            "arn:aws:iam::123456789012:role/BedrockInvokerFromAzure",
+        ),
+        ("RoleSessionName", "rules"),
+        ("WebIdentityToken", token),
+    ];
+    if let Some(d) = duration {
+        form.push(("DurationSeconds", d));
+    }
+    let r = reqwest::Client::new()
+        .post(cloud.http_url())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The library's v1 token, re-signed by the tenant's key with `exp` moved.
+async fn v1_token_expiring(cloud: &LocalCloud, exp_from_now: i64) -> String {
+    let token = provider_from_env(cloud).web_identity_token().await.unwrap();
+    let mut claims: Value =
+        jsonwebtoken::dangerous::insecure_decode_claims(token.token().expose_secret()).unwrap();
+    let now = entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64;
+    claims["exp"] = serde_json::json!(now + exp_from_now);
+    cloud
+        .state()
+        .tenant_keys
+        .read()
+        .unwrap()
+        .sign(&claims, true)
+}
+
+#[tokio::test]
+async fn expiry_allows_five_minutes_of_skew() {
+    let cloud = cloud().await;
+    let (status, body) = assume(&cloud, &v1_token_expiring(&cloud, -240).await, None).await;
+    assert_eq!(
+        status, 200,
+        "expired 4 minutes ago is within IAM's allowance: {body}"
+    );
+    let (status, body) = assume(&cloud, &v1_token_expiring(&cloud, -360).await, None).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("<Code>ExpiredTokenException</Code>"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn duration_is_bounded_by_the_roles_maximum() {
+    let cloud = cloud().await;
+    let token = provider_from_env(&cloud)
+        .web_identity_token()
+        .await
+        .unwrap();
+    let token = token.token().expose_secret();
+    let (status, body) = assume(&cloud, token, Some("7200")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("exceeds the MaxSessionDuration"), "{body}");
+    let (status, _) = assume(&cloud, token, Some("900")).await;
+    assert_eq!(status, 200);
+    let (status, body) = assume(&cloud, token, Some("600")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("<Code>ValidationError</Code>"), "{body}");
+}
+
+fn sdk_with(cloud: &LocalCloud, creds: Credentials) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-2"))
+        .endpoint_url(cloud.http_url())
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn unknown_keys_are_invalid_client_token_id() {
+    let cloud = cloud().await;
+    let sts = sdk_with(
+        &cloud,
+        Credentials::new(
+            "ASIAUNKNOWNKEY000000",
+            "secret",
+            Some("token".into()),
+            None,
+            "test",
+        ),
+    );
+    let err = sts.get_caller_identity().send().await.unwrap_err();
+    let code = err
+        .as_service_error()
+        .and_then(|e| aws_sdk_sts::error::ProvideErrorMetadata::code(e))
+        .map(str::to_string);
+    assert_eq!(code.as_deref(), Some("InvalidClientTokenId"), "{err:?}");
+}
+
+#[tokio::test]
+async fn expired_session_credentials_are_expired_token() {
+    // The cloud's clock runs two hours ahead of the SDK's: the one-hour credentials it issued are
+    // expired by the time the SDK (signing with the real clock) presents them.
+    let clock = Clock::tokio_driven();
+    let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
+    let issued = builder_from_env(&env_of(&cloud))
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+        .provide_credentials()
+        .await
+        .unwrap();
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    tokio::time::resume();
+    let stale = Credentials::new(
+        issued.access_key_id(),
+        issued.secret_access_key(),
+        issued.session_token().map(str::to_string),
+        None,
+        "test",
+    );
+    let err = sdk_with(&cloud, stale)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err();
+    let code = err
+        .as_service_error()
+        .and_then(|e| aws_sdk_sts::error::ProvideErrorMetadata::code(e))
+        .map(str::to_string);
+    assert_eq!(code.as_deref(), Some("ExpiredToken"), "{err:?}");
+}
