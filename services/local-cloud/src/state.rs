@@ -175,12 +175,12 @@ pub fn guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`.
+/// `YYYY-MM-DDTHH:MM:SSZ`, whole seconds, as STS and Entra write times.
 pub fn iso8601(t: SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
+    let secs = entra_federation::clock::unix_seconds(t) as i64;
+    aws_smithy_types::DateTime::from_secs(secs)
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_default()
-        .replace(".000", "")
 }
 
 #[cfg(test)]
@@ -215,5 +215,10 @@ mod tests {
             iso8601(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1629147173)),
             "2021-08-16T20:52:53Z"
         );
+        // Sub-second parts are dropped, never mangled (the Expiration bug the benchmark found).
+        for nanos in [1, 311_000, 999_999_999] {
+            let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1629147173, nanos);
+            assert_eq!(iso8601(t), "2021-08-16T20:52:53Z");
+        }
     }
 }
