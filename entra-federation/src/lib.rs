@@ -34,6 +34,7 @@ pub mod refresh;
 pub mod retry;
 mod secret;
 pub mod sts;
+pub mod token_file;
 
 pub use claims::ClaimSummary;
 pub use clock::Clock;

@@ -70,6 +70,15 @@ struct Failure {
     consecutive: u32,
 }
 
+/// Whether a cached Entra token may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// The cached token while it is fresh (falling back to it while valid if a refresh fails).
+    Cached,
+    /// A newly exchanged token.
+    New,
+}
+
 #[derive(Default)]
 struct ChainState {
     assertion: Option<Cached<Assertion>>,
@@ -152,7 +161,33 @@ impl EntraCredentialsProvider {
     /// The current v1 web-identity token (for a token file or another consumer), from the same cache.
     pub async fn web_identity_token(&self) -> Result<WebIdentityToken, Error> {
         let mut chain = self.inner.gate.lock().await;
-        self.inner.web_identity_token_locked(&mut chain).await
+        self.inner
+            .web_identity_token_locked(&mut chain, Freshness::Cached)
+            .await
+    }
+
+    /// A newly exchanged v1 web-identity token, whatever the cache holds: for a file another SDK
+    /// reads, which must be rewritten well before the token expires. The new token also serves the
+    /// in-process chain.
+    pub async fn refresh_web_identity_token(&self) -> Result<WebIdentityToken, Error> {
+        let mut chain = self.inner.gate.lock().await;
+        self.inner
+            .web_identity_token_locked(&mut chain, Freshness::New)
+            .await
+    }
+
+    /// A stable key for what this provider assumes (tenant, audience, role, session name, STS
+    /// endpoint), for caches kept outside the process.
+    pub fn session_key(&self) -> String {
+        let i = &self.inner;
+        format!(
+            "{}\n{}\n{}\n{}\n{}",
+            i.tenant,
+            i.app_uri,
+            i.request.role_arn,
+            i.request.session_name,
+            i.sts.endpoint()
+        )
     }
 
     /// How often each upstream was called.
@@ -342,7 +377,9 @@ impl Inner {
     }
 
     async fn run_chain(&self, chain: &mut ChainState) -> Result<AssumedRole, Error> {
-        let token = self.web_identity_token_locked(chain).await?;
+        let token = self
+            .web_identity_token_locked(chain, Freshness::Cached)
+            .await?;
         self.stats.sts_calls.fetch_add(1, Ordering::Relaxed);
         match self
             .sts
@@ -351,8 +388,9 @@ impl Inner {
         {
             Err(e) if e.code() == Some(&StsErrorCode::ExpiredToken) => {
                 // The token expired on its way (clock skew): get a new one, once.
-                chain.web_token = None;
-                let token = self.web_identity_token_locked(chain).await?;
+                let token = self
+                    .web_identity_token_locked(chain, Freshness::New)
+                    .await?;
                 self.stats.sts_calls.fetch_add(1, Ordering::Relaxed);
                 Ok(self
                     .sts
@@ -366,9 +404,11 @@ impl Inner {
     async fn web_identity_token_locked(
         &self,
         chain: &mut ChainState,
+        freshness: Freshness,
     ) -> Result<WebIdentityToken, Error> {
         let now = self.clock.now();
-        if let Some(t) = &chain.web_token
+        if freshness == Freshness::Cached
+            && let Some(t) = &chain.web_token
             && t.phase(now) == Phase::Fresh
         {
             return Ok(t.value.clone());
@@ -379,9 +419,12 @@ impl Inner {
                 chain.web_token = Some(Cached::new(t.clone(), now, t.expires_at(), Rule::Token));
                 Ok(t)
             }
+            // A caller asking for a new token gets the failure; the cached one stays for the chain.
             Err(e) => match &chain.web_token {
                 Some(t)
-                    if e.is_recoverable() && t.valid_for(self.clock.now(), MANDATORY_WINDOW) =>
+                    if freshness == Freshness::Cached
+                        && e.is_recoverable()
+                        && t.valid_for(self.clock.now(), MANDATORY_WINDOW) =>
                 {
                     tracing::warn!(error = %e, "Entra token refresh failed; using the cached token while it is valid");
                     Ok(t.value.clone())

@@ -105,31 +105,36 @@ pub fn python() -> PathBuf {
 }
 
 /// Runs `tests/python/<script>` with `env` added; returns stdout, panicking with stderr on failure.
+/// Nothing ambient reaches it: no AWS credentials, profile or config files unless `env` sets them.
 pub async fn run_python(script: &str, env: &HashMap<String, String>) -> String {
     let python = python();
-    let script = workspace_root().join("tests/python").join(script);
+    let script_path = workspace_root().join("tests/python").join(script);
     let env = env.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(&script)
-            .envs(env)
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_BEARER_TOKEN_BEDROCK")
-            .output()
-            .expect("python runs")
+        let mut cmd = Command::new(python);
+        cmd.arg(&script_path);
+        for var in [
+            "AWS_PROFILE",
+            "AWS_BEARER_TOKEN_BEDROCK",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config").env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        );
+        cmd.envs(env).output().expect("python runs")
     })
     .await
     .expect("join");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "python {} failed:\n--- stdout\n{stdout}\n--- stderr\n{}",
-        script_name(&out),
+        "python {script} failed:\n--- stdout\n{stdout}\n--- stderr\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-fn script_name(_: &std::process::Output) -> &'static str {
-    "script"
 }

@@ -159,6 +159,10 @@ pub struct Lifetimes {
     pub access_token_max: u64,
     /// AKS projected service-account tokens (default 1 h).
     pub projected_token: u64,
+    /// Test knob, not AWS behaviour: STS issues credentials for this many seconds whatever
+    /// `DurationSeconds` asks, so clients' refresh paths can be exercised in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_credentials_override: Option<u64>,
 }
 
 impl Default for Lifetimes {
@@ -168,6 +172,7 @@ impl Default for Lifetimes {
             access_token_min: 3600,
             access_token_max: 5400,
             projected_token: 3600,
+            sts_credentials_override: None,
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct CloudState {
     pub credentials: Mutex<HashMap<String, IssuedCredentials>>,
     /// JWKS documents STS fetched, by issuer.
     pub sts_jwks_cache: Mutex<HashMap<String, serde_json::Value>>,
+    /// `uti` of every web-identity token STS accepted.
+    pub seen_tokens: Mutex<std::collections::HashSet<String>>,
     /// Client for STS's fetches of issuer keys.
     pub http: reqwest::Client,
     /// `http://127.0.0.1:PORT`.
@@ -84,6 +86,7 @@ impl CloudState {
             clock,
             credentials: Mutex::new(HashMap::new()),
             sts_jwks_cache: Mutex::new(HashMap::new()),
+            seen_tokens: Mutex::new(std::collections::HashSet::new()),
             http,
             http_base: OnceLock::new(),
             https_base: OnceLock::new(),

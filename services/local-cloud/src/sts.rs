@@ -327,6 +327,20 @@ async fn assume_role_with_web_identity(
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         ));
     }
+    let duration = s
+        .registry()
+        .lifetimes
+        .sts_credentials_override
+        .unwrap_or(duration);
+    // Which tokens clients present (a file rewritten by a refresher shows up as new ones).
+    if let Some(uti) = claims["uti"].as_str()
+        && s.seen_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uti.to_string())
+    {
+        s.count("sts:distinct_web_identity_tokens");
+    }
     let access_key_id = format!("ASIA{}", random_id(16));
     let secret =
         base64::engine::general_purpose::STANDARD.encode(crate::keys::random_bytes::<30>());

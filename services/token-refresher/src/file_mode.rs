@@ -1,0 +1,206 @@
+//! File mode: the tutorial's token-refresher container, done right.
+//!
+//! Writes the v1 web-identity token to `AWS_WEB_IDENTITY_TOKEN_FILE` atomically (mode 0600 by
+//! default), rewrites it at 40–50 % of the token's lifetime (so an SDK that re-reads the file at its
+//! own refresh time always finds a valid token), keeps the last good file through failures and
+//! retries with backoff; it never exits on a failure unless asked to write only once.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use entra_federation::retry::Backoff;
+use entra_federation::token_file::write_atomically;
+use entra_federation::{Clock, EntraCredentialsProvider};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// File-mode settings.
+#[derive(Debug, Clone)]
+pub struct FileMode {
+    /// The token file (`AWS_WEB_IDENTITY_TOKEN_FILE`).
+    pub path: PathBuf,
+    /// Permission bits, `0o600` (default) or `0o640` for a shared group.
+    pub mode: u32,
+    /// Write once and return.
+    pub once: bool,
+    /// A file created after the first successful write (for orchestrators that wait on a file).
+    pub ready_file: Option<PathBuf>,
+}
+
+/// What the refresher has done, for the health endpoint.
+#[derive(Debug, Default)]
+pub struct Status {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct StatusInner {
+    writes: u64,
+    token_expires_at: Option<SystemTime>,
+    last_error: Option<String>,
+}
+
+impl Status {
+    /// Successful writes so far.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// The last failure, if the last attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why file mode stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FileModeError {
+    /// `--once` and the token could not be obtained.
+    #[error("{0}")]
+    Token(#[from] entra_federation::Error),
+    /// `--once` and the file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs file mode until dropped (or once).
+pub async fn run(
+    provider: &EntraCredentialsProvider,
+    opts: &FileMode,
+    clock: &Clock,
+    status: &Status,
+) -> Result<(), FileModeError> {
+    let mut failures: u32 = 0;
+    let mut first = true;
+    loop {
+        let result = if first {
+            provider.web_identity_token().await
+        } else {
+            provider.refresh_web_identity_token().await
+        };
+        first = false;
+        let next = match result {
+            Ok(token) => match write_atomically(
+                &opts.path,
+                token.token().expose_secret().as_bytes(),
+                opts.mode,
+            ) {
+                Ok(()) => {
+                    // The line the tutorial's verification step greps for (claims only, never the token).
+                    println!(
+                        "[refresher] wrote {} ({} chars) {}",
+                        opts.path.display(),
+                        token.token().len(),
+                        token.claims()
+                    );
+                    failures = 0;
+                    {
+                        let mut s = status.lock();
+                        s.writes += 1;
+                        s.token_expires_at = Some(token.expires_at());
+                        s.last_error = None;
+                    }
+                    if let Some(ready) = &opts.ready_file
+                        && let Err(e) = write_atomically(ready, b"ready\n", 0o644)
+                    {
+                        tracing::warn!(file = %ready.display(), error = %e, "cannot write the ready file");
+                    }
+                    if opts.once {
+                        return Ok(());
+                    }
+                    let lifetime = token
+                        .expires_at()
+                        .duration_since(token.issued_at())
+                        .unwrap_or(Duration::ZERO);
+                    // No more than half the lifetime, jittered down by up to a tenth.
+                    token.issued_at()
+                        + lifetime
+                            .mul_f64(0.5 - 0.1 * fastrand::f64())
+                            .max(Duration::from_secs(1))
+                }
+                Err(source) => {
+                    if opts.once {
+                        return Err(FileModeError::Write {
+                            path: opts.path.clone(),
+                            source,
+                        });
+                    }
+                    failed(
+                        status,
+                        &mut failures,
+                        format!("cannot write {}: {source}", opts.path.display()),
+                        clock,
+                    )
+                }
+            },
+            Err(e) => {
+                if opts.once {
+                    return Err(e.into());
+                }
+                failed(status, &mut failures, e.to_string(), clock)
+            }
+        };
+        clock.sleep_until(next).await;
+    }
+}
+
+/// Records a failure and returns when to try again: jittered backoff from 1 s, at most 60 s, and
+/// at most a quarter of what is left of the token in the file.
+fn failed(status: &Status, failures: &mut u32, error: String, clock: &Clock) -> SystemTime {
+    *failures += 1;
+    let now = clock.now();
+    let mut wait = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+        max_retries: u32::MAX,
+        jitter: 0.5,
+    }
+    .delay(*failures);
+    let mut s = status.lock();
+    if let Some(left) = s.token_expires_at.and_then(|e| e.duration_since(now).ok()) {
+        wait = wait.min((left / 4).max(Duration::from_secs(1)));
+    }
+    tracing::error!(error = %error, retry_in_ms = wait.as_millis() as u64, "[refresher] refresh failed; the last good file stays in place");
+    s.last_error = Some(error);
+    now + wait
+}
+
+/// `GET /healthz` and `GET /readyz`: 200 once a token has been written and it is still valid,
+/// 503 with the reason otherwise.
+pub fn health_router(status: Arc<Status>, clock: Clock) -> axum::Router {
+    let handler = move |State(status): State<Arc<Status>>| {
+        let clock = clock.clone();
+        async move {
+            let s = status.lock().clone();
+            let valid = s.token_expires_at.is_some_and(|e| e > clock.now());
+            let body = serde_json::json!({
+                "ready": valid,
+                "writes": s.writes,
+                "token_expires_at": s.token_expires_at.map(crate::iso8601),
+                "last_error": s.last_error,
+            });
+            let code = if valid {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (code, Json(body)).into_response() as Response
+        }
+    };
+    axum::Router::new()
+        .route("/healthz", get(handler.clone()))
+        .route("/readyz", get(handler))
+        .with_state(status)
+}

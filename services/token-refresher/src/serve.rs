@@ -1,0 +1,126 @@
+//! The container-credentials endpoint: what SDKs read from `AWS_CONTAINER_CREDENTIALS_FULL_URI`,
+//! authorised with the value of `AWS_CONTAINER_AUTHORIZATION_TOKEN` (or the file named by
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`). One STS session then serves every process in the
+//! container group; the provider refreshes in the background and serves the last good
+//! credentials through an outage while they are valid.
+
+use aws_credential_types::provider::ProvideCredentials;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use entra_federation::EntraCredentialsProvider;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where the expected authorization token comes from.
+#[derive(Clone)]
+pub enum AuthToken {
+    /// A fixed value.
+    Value(String),
+    /// A file, re-read on every request (so it can be rotated).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("AuthToken::Value(redacted)"),
+            Self::File(p) => write!(f, "AuthToken::File({})", p.display()),
+        }
+    }
+}
+
+impl AuthToken {
+    fn expected(&self) -> Option<String> {
+        match self {
+            Self::Value(v) => Some(v.clone()),
+            Self::File(p) => std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string()),
+        }
+        .filter(|v| !v.is_empty())
+    }
+}
+
+struct App {
+    provider: EntraCredentialsProvider,
+    auth: AuthToken,
+}
+
+/// The endpoint's router: any `GET` path answers with the credentials.
+pub fn router(provider: EntraCredentialsProvider, auth: AuthToken) -> axum::Router {
+    let app = Arc::new(App { provider, auth });
+    axum::Router::new().fallback(credentials).with_state(app)
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"Code": code, "Message": message})),
+    )
+        .into_response()
+}
+
+async fn credentials(
+    State(app): State<Arc<App>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
+    if method != axum::http::Method::GET {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "use GET",
+        );
+    }
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(expected) = app.auth.expected() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Misconfigured",
+            "the authorization token file cannot be read",
+        );
+    };
+    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        tracing::warn!("refused a credentials request without the right authorization token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "AccessDenied",
+            "the Authorization header does not carry the container authorization token",
+        );
+    }
+    match app.provider.provide_credentials().await {
+        Ok(c) => {
+            let (Some(token), Some(expiry)) = (c.session_token(), c.expiry()) else {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CredentialsUnavailable",
+                    "incomplete credentials",
+                );
+            };
+            Json(serde_json::json!({
+                "AccessKeyId": c.access_key_id(),
+                "SecretAccessKey": c.secret_access_key(),
+                "Token": token,
+                "Expiration": crate::iso8601(expiry),
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "no credentials to serve");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CredentialsUnavailable",
+                &e.to_string(),
+            )
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,69 @@
+//! aws-config's own web-identity support (the default credential chain, configured only by the
+//! environment, as a Rust app would use it) reading the file the refresher wrote.
+//!
+//! This binary holds one test and runs it on a current-thread runtime, so setting process
+//! environment variables cannot race another thread.
+
+use system_tests::*;
+
+#[test]
+fn the_default_chain_reads_the_refreshers_file() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cloud = cloud().await;
+        let dir = std::env::temp_dir().join(format!("refresher-awsconfig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        let mut env = env_of(&cloud);
+        env.insert(
+            "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+            file.display().to_string(),
+        );
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-refresher"))
+            .arg("--once")
+            .envs(&env)
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+
+        for (k, v) in [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", file.display().to_string()),
+            ("AWS_ROLE_ARN", env["AWS_ROLE_ARN"].clone()),
+            ("AWS_ROLE_SESSION_NAME", "aws-config-reader".to_string()),
+            ("AWS_ENDPOINT_URL_STS", env["AWS_ENDPOINT_URL_STS"].clone()),
+            ("AWS_REGION", "us-east-2".to_string()),
+        ] {
+            // SAFETY: single test in this binary on a current-thread runtime: no other thread reads
+            // or writes the environment while this runs.
+            unsafe { std::env::set_var(k, v) };
+        }
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            // SAFETY: as above.
+            unsafe { std::env::remove_var(k) };
+        }
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let who = aws_sdk_sts::Client::new(&config)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("aws-config's web identity provider works");
+        assert_eq!(
+            who.arn(),
+            Some(
+                "arn:aws:sts::123456789012:assumed-role/BedrockInvokerFromAzure/aws-config-reader"
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

@@ -1,0 +1,186 @@
+//! The file never shows a partial or empty state; an outage leaves the last good file and the last
+//! good credentials in place, and both recover.
+
+use entra_federation::Clock;
+use entra_federation::token_file::write_atomically;
+use local_cloud::{Fault, Registry};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use system_tests::*;
+use token_refresher::file_mode::{self, FileMode, Status};
+
+#[test]
+fn a_polling_reader_never_sees_a_partial_or_empty_file() {
+    let dir = std::env::temp_dir().join(format!("refresher-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    // Two token-sized contents of different lengths: a torn write would show a mix or a prefix.
+    let a = format!("eyJ{}", "a".repeat(1400));
+    let b = format!("eyJ{}", "b".repeat(1900));
+    write_atomically(&path, a.as_bytes(), 0o600).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (path, a, b, done) = (path.clone(), a.clone(), b.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::Acquire) {
+                let text = std::fs::read_to_string(&path).expect("the file always exists");
+                assert!(
+                    text == a || text == b,
+                    "a partial file: {} bytes",
+                    text.len()
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for i in 0..5_000 {
+        write_atomically(
+            &path,
+            if i % 2 == 0 {
+                b.as_bytes()
+            } else {
+                a.as_bytes()
+            },
+            0o600,
+        )
+        .unwrap();
+    }
+    done.store(true, Ordering::Release);
+    let reads = reader.join().expect("the reader saw only whole files");
+    assert!(reads > 100, "the reader polled throughout ({reads} reads)");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no temporary files left"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
+    let clock = Clock::tokio_driven();
+    let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
+    let provider = builder_from_env(&env_of(&cloud))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("refresher-outage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = FileMode {
+        path: dir.join("token"),
+        mode: 0o600,
+        once: false,
+        ready_file: Some(dir.join("ready")),
+    };
+    let status = Arc::new(Status::default());
+    let task = {
+        let (provider, opts, clock, status) = (
+            provider.clone(),
+            opts.clone(),
+            clock.clone(),
+            status.clone(),
+        );
+        tokio::spawn(async move { file_mode::run(&provider, &opts, &clock, &status).await })
+    };
+    while status.writes() == 0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(dir.join("ready").exists(), "readiness is visible as a file");
+    let good = std::fs::read_to_string(&opts.path).unwrap();
+
+    cloud.inject(Fault {
+        target: "entra_token".into(),
+        status: 503,
+        code: None,
+        count: None,
+        retry_after: None,
+    });
+    // Past the half-life point the refresher tries, fails, and keeps the file.
+    tokio::time::sleep(Duration::from_secs(50 * 60)).await;
+    assert!(
+        status.last_error().is_some_and(|e| e.contains("Entra")),
+        "{:?}",
+        status.last_error()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&opts.path).unwrap(),
+        good,
+        "the last good token stays in place"
+    );
+    assert!(
+        !task.is_finished(),
+        "the refresher never exits on a transient failure"
+    );
+
+    cloud.clear_faults();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(status.last_error().is_none());
+    assert_ne!(
+        std::fs::read_to_string(&opts.path).unwrap(),
+        good,
+        "recovered: a new token was written"
+    );
+    task.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_endpoint_serves_the_last_good_credentials_through_an_sts_outage() {
+    let clock = Clock::tokio_driven();
+    let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
+    let provider = builder_from_env(&env_of(&cloud))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let app = token_refresher::serve::router(
+        provider,
+        token_refresher::serve::AuthToken::Value("secret-token-value".into()),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let get = || {
+        http.get(&url)
+            .header("Authorization", "secret-token-value")
+            .send()
+    };
+    let first: serde_json::Value = get().await.unwrap().json().await.unwrap();
+
+    cloud.inject(Fault {
+        target: "sts".into(),
+        status: 503,
+        code: None,
+        count: None,
+        retry_after: None,
+    });
+    // The advisory refresh starts 15-18 minutes before the one-hour expiry; from minute 45 to 55
+    // every refresh fails while the credentials (valid to minute 60) are still served.
+    tokio::time::sleep(Duration::from_secs(44 * 60)).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let r = get().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["AccessKeyId"], first["AccessKeyId"]);
+    }
+    assert!(
+        cloud.counter("sts:AssumeRoleWithWebIdentity") > 1,
+        "refreshes were attempted during the outage"
+    );
+    cloud.clear_faults();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let after: serde_json::Value = get().await.unwrap().json().await.unwrap();
+    assert_ne!(
+        after["AccessKeyId"], first["AccessKeyId"],
+        "recovered: new credentials"
+    );
+}
