@@ -34,6 +34,7 @@ pub struct FileMode {
 #[derive(Debug, Default)]
 pub struct Status {
     inner: Mutex<StatusInner>,
+    written: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -47,6 +48,17 @@ impl Status {
     /// Successful writes so far.
     pub fn writes(&self) -> u64 {
         self.lock().writes
+    }
+
+    /// Waits until at least one token has been written.
+    pub async fn first_write(&self) {
+        loop {
+            let notified = self.written.notified();
+            if self.writes() > 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The last failure, if the last attempt failed.
@@ -112,6 +124,7 @@ pub async fn run(
                         s.token_expires_at = Some(token.expires_at());
                         s.last_error = None;
                     }
+                    status.written.notify_waiters();
                     if let Some(ready) = &opts.ready_file
                         && let Err(e) = write_atomically(ready, b"ready\n", 0o644)
                     {

@@ -25,6 +25,7 @@ fn the_default_chain_reads_the_refreshers_file() {
         let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-refresher"))
             .arg("--once")
             .envs(&env)
+            .stdout(std::process::Stdio::null())
             .status()
             .await
             .unwrap();

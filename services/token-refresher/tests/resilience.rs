@@ -90,9 +90,7 @@ async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
         );
         tokio::spawn(async move { file_mode::run(&provider, &opts, &clock, &status).await })
     };
-    while status.writes() == 0 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    status.first_write().await;
     assert!(dir.join("ready").exists(), "readiness is visible as a file");
     let good = std::fs::read_to_string(&opts.path).unwrap();
 
