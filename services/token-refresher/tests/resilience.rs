@@ -182,3 +182,36 @@ async fn the_endpoint_serves_the_last_good_credentials_through_an_sts_outage() {
         "recovered: new credentials"
     );
 }
+
+#[tokio::test]
+async fn health_is_503_until_a_valid_token_is_written_then_200() {
+    let clock = Clock::system();
+    let cloud = cloud().await;
+    let provider = builder_from_env(&env_of(&cloud)).build().unwrap();
+    let status = Arc::new(Status::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+    let app = file_mode::health_router(status.clone(), clock.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let before = reqwest::get(&url).await.unwrap();
+    assert_eq!(before.status(), 503);
+    let dir = std::env::temp_dir().join(format!("refresher-health-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = FileMode {
+        path: dir.join("token"),
+        mode: 0o600,
+        once: true,
+        ready_file: None,
+    };
+    file_mode::run(&provider, &opts, &clock, &status)
+        .await
+        .unwrap();
+    let after = reqwest::get(&url).await.unwrap();
+    assert_eq!(after.status(), 200);
+    let body: serde_json::Value = after.json().await.unwrap();
+    assert_eq!(
+        (body["ready"].as_bool(), body["writes"].as_u64()),
+        (Some(true), Some(1))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
