@@ -35,6 +35,7 @@ pub mod retry;
 mod secret;
 pub mod sts;
 pub mod token_file;
+pub mod validate;
 
 pub use claims::ClaimSummary;
 pub use clock::Clock;

@@ -1,0 +1,195 @@
+//! The tenant's signing keys: fetched through the v1 and v2 OpenID metadata, swapped in whole so
+//! validations read them without a lock; refreshed every 12 h, and on an unknown `kid` at most once
+//! per 5 minutes (single-flight); the last good keys stay when a refresh fails.
+
+use crate::clock::Clock;
+use arc_swap::ArcSwap;
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use url::Url;
+
+/// Token versions, each validated against its own metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// `ver` 1.0, issuer `https://sts.windows.net/{tid}/`.
+    V1,
+    /// `ver` 2.0, issuer `https://login.microsoftonline.com/{tid}/v2.0`.
+    V2,
+}
+
+/// The keys of both versions at one moment.
+#[derive(Default)]
+pub struct Keys {
+    by_version: HashMap<Version, HashMap<String, Arc<DecodingKey>>>,
+    /// When they were fetched (`None`: never).
+    pub fetched_at: Option<SystemTime>,
+}
+
+impl Keys {
+    /// The key `kid` for `version`.
+    pub fn get(&self, version: Version, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.by_version.get(&version)?.get(kid).cloned()
+    }
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    jwks_uri: String,
+}
+
+#[derive(Deserialize)]
+struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kid: Option<String>,
+    kty: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+}
+
+/// The key cache.
+pub struct KeyCache {
+    keys: ArcSwap<Keys>,
+    /// Single-flight gate; holds when the last unknown-kid refresh ran.
+    refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    metadata: [(Version, Url); 2],
+    http: reqwest::Client,
+    clock: Clock,
+    /// Periodic refresh (12 h).
+    pub refresh_interval: Duration,
+    /// Least time between two refreshes caused by unknown `kid`s (5 min).
+    pub min_refresh_interval: Duration,
+}
+
+/// Why keys could not be fetched (kept internal: validation reports "keys unavailable").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(String);
+
+impl KeyCache {
+    /// A cache for `tenant` at `authority`.
+    pub fn new(
+        authority: &Url,
+        tenant: &str,
+        http: reqwest::Client,
+        clock: Clock,
+    ) -> Result<Self, url::ParseError> {
+        let base = if authority.as_str().ends_with('/') {
+            authority.clone()
+        } else {
+            Url::parse(&format!("{authority}/"))?
+        };
+        Ok(Self {
+            keys: ArcSwap::from_pointee(Keys::default()),
+            refresh: tokio::sync::Mutex::new(None),
+            metadata: [
+                (
+                    Version::V1,
+                    base.join(&format!("{tenant}/.well-known/openid-configuration"))?,
+                ),
+                (
+                    Version::V2,
+                    base.join(&format!("{tenant}/v2.0/.well-known/openid-configuration"))?,
+                ),
+            ],
+            http,
+            clock,
+            refresh_interval: Duration::from_secs(12 * 3600),
+            min_refresh_interval: Duration::from_secs(300),
+        })
+    }
+
+    /// The current keys (lock-free).
+    pub fn current(&self) -> Arc<Keys> {
+        self.keys.load_full()
+    }
+
+    /// Whether the periodic refresh is due.
+    pub fn stale(&self) -> bool {
+        match self.keys.load().fetched_at {
+            None => true,
+            Some(at) => {
+                self.clock.now().duration_since(at).unwrap_or_default() >= self.refresh_interval
+            }
+        }
+    }
+
+    /// Refreshes unless another caller just did (single-flight); `unknown_kid` refreshes are
+    /// limited to one per `min_refresh_interval`. Failures keep the last good keys.
+    pub async fn refresh(&self, unknown_kid: bool) -> Arc<Keys> {
+        let before = self.keys.load().fetched_at;
+        let mut last = self.refresh.lock().await;
+        if self.keys.load().fetched_at != before {
+            return self.current(); // another caller refreshed while we waited
+        }
+        // Only refreshes caused by unknown kids are rate-limited (and recorded); the first load
+        // and the periodic refresh are not.
+        if unknown_kid {
+            if last.is_some_and(|t| t.elapsed() < self.min_refresh_interval) {
+                return self.current();
+            }
+            *last = Some(tokio::time::Instant::now());
+        }
+        match self.fetch().await {
+            Ok(keys) => {
+                self.keys.store(Arc::new(keys));
+                tracing::info!("signing keys refreshed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "signing keys could not be refreshed; keeping the last good ones")
+            }
+        }
+        self.current()
+    }
+
+    async fn fetch(&self) -> Result<Keys, FetchError> {
+        let mut by_version = HashMap::new();
+        for (version, url) in &self.metadata {
+            let get = |u: Url| async move {
+                let r = self
+                    .http
+                    .get(u.clone())
+                    .send()
+                    .await
+                    .map_err(|e| FetchError(format!("{u}: {}", e.without_url())))?;
+                if !r.status().is_success() {
+                    return Err(FetchError(format!("{u}: HTTP {}", r.status())));
+                }
+                r.bytes()
+                    .await
+                    .map_err(|e| FetchError(e.without_url().to_string()))
+            };
+            let meta: Metadata = serde_json::from_slice(&get(url.clone()).await?)
+                .map_err(|e| FetchError(format!("metadata: {e}")))?;
+            let jwks_url =
+                Url::parse(&meta.jwks_uri).map_err(|e| FetchError(format!("jwks_uri: {e}")))?;
+            let set: JwkSet = serde_json::from_slice(&get(jwks_url).await?)
+                .map_err(|e| FetchError(format!("keys: {e}")))?;
+            let keys = set
+                .keys
+                .into_iter()
+                .filter(|k| {
+                    k.kty.as_deref() == Some("RSA") && k.use_.as_deref().is_none_or(|u| u == "sig")
+                })
+                .filter_map(|k| {
+                    let key =
+                        DecodingKey::from_rsa_components(k.n.as_deref()?, k.e.as_deref()?).ok()?;
+                    Some((k.kid?, Arc::new(key)))
+                })
+                .collect();
+            by_version.insert(*version, keys);
+        }
+        Ok(Keys {
+            by_version,
+            fetched_at: Some(self.clock.now()),
+        })
+    }
+}

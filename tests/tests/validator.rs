@@ -1,0 +1,409 @@
+//! The downstream-token validator against the local Entra's published keys: what is accepted and
+//! what is refused, with the right status and reason.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entra_federation::validate::{
+    KindPolicy, Policy, TokenKind, TokenValidator, ValidationError, ValidatorConfig,
+};
+use local_cloud::{Fault, LocalCloud, ids};
+use serde_json::{Value, json};
+use system_tests::*;
+
+const API: &str = "api://weather-api";
+
+fn validator(cloud: &LocalCloud, app_only: KindPolicy, delegated: KindPolicy) -> TokenValidator {
+    let mut config = ValidatorConfig::new(
+        ids::TENANT_ID,
+        vec![API.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: Some(ids::BLUEPRINT_APP_ID.into()),
+            app_only,
+            delegated,
+        },
+    );
+    config.authority = format!("{}/", cloud.https_url()).parse().unwrap();
+    config.root_ca = Some(cloud.ca_file().to_path_buf());
+    TokenValidator::new(config).unwrap()
+}
+
+fn default_validator(cloud: &LocalCloud) -> TokenValidator {
+    validator(
+        cloud,
+        KindPolicy::Require("Weather.Read".into()),
+        KindPolicy::Require("Weather.Read".into()),
+    )
+}
+
+fn now() -> i64 {
+    entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64
+}
+
+/// An autonomous agent token (v1), as the Agent ID flow mints it for the weather API.
+fn app_claims() -> Value {
+    let t = now();
+    json!({
+        "aud": API, "iss": format!("https://sts.windows.net/{}/", ids::TENANT_ID),
+        "iat": t, "nbf": t, "exp": t + 3600,
+        "appid": ids::AGENT_CLIENT_ID, "appidacr": "2", "idtyp": "app",
+        "oid": ids::AGENT_SP_OID, "sub": ids::AGENT_SP_OID, "tid": ids::TENANT_ID, "ver": "1.0",
+        "roles": ["Weather.Read"], "xms_par_app_azp": ids::BLUEPRINT_APP_ID, "xms_act_fct": "11", "xms_sub_fct": "11",
+    })
+}
+
+fn user_claims() -> Value {
+    let mut c = app_claims();
+    c["idtyp"] = json!("user");
+    c.as_object_mut().unwrap().remove("roles");
+    c["scp"] = json!("Weather.Read");
+    c["oid"] = json!("0b1c2d3e-0000-4000-8000-000000000001");
+    c["upn"] = json!("dev@contoso.onmicrosoft.com");
+    c
+}
+
+fn sign(cloud: &LocalCloud, claims: &Value) -> String {
+    cloud
+        .state()
+        .tenant_keys
+        .read()
+        .unwrap()
+        .sign(claims, claims["ver"] == "1.0")
+}
+
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+async fn refused(v: &TokenValidator, token: &str) -> ValidationError {
+    v.validate(token).await.expect_err("must be refused")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_agent_tokens_are_accepted() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let ok = v
+        .validate(&sign(&cloud, &app_claims()))
+        .await
+        .expect("autonomous v1 token");
+    assert_eq!(
+        (ok.kind, ok.claims.app_id()),
+        (TokenKind::AppOnly, Some(ids::AGENT_CLIENT_ID))
+    );
+    let ok = v
+        .validate(&sign(&cloud, &user_claims()))
+        .await
+        .expect("delegated token");
+    assert_eq!(ok.kind, TokenKind::Delegated);
+    let v2 = with(
+        with(
+            without(app_claims(), "appid"),
+            "azp",
+            json!(ids::AGENT_CLIENT_ID),
+        ),
+        "ver",
+        json!("2.0"),
+    );
+    let v2 = with(
+        v2,
+        "iss",
+        json!(format!(
+            "https://login.microsoftonline.com/{}/v2.0",
+            ids::TENANT_ID
+        )),
+    );
+    v.validate(&sign(&cloud, &v2))
+        .await
+        .expect("v2 token against v2 metadata");
+    v.validate_header(Some(&format!("Bearer {}", sign(&cloud, &app_claims()))))
+        .await
+        .expect("from a header");
+    assert_eq!(
+        v.validate_header(None).await.unwrap_err(),
+        ValidationError::Missing
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_unsigned_tokens_are_refused() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let good = sign(&cloud, &app_claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+
+    // Bad signature: another payload under the original signature.
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&with(app_claims(), "roles", json!(["Admin"]))),
+        parts[2]
+    );
+    assert_eq!(refused(&v, &tampered).await, ValidationError::Signature);
+
+    // The sample's hole: a real kid plus a `nonce` header must not skip the signature check.
+    let forged_header = with(header.clone(), "nonce", json!("graph-style-nonce"));
+    let other_key = local_cloud::keys::KeySet::generate()
+        .unwrap()
+        .sign(&app_claims(), true);
+    let forged = format!(
+        "{}.{}.{}",
+        b64(&forged_header),
+        parts[1],
+        other_key.split('.').nth(2).unwrap()
+    );
+    assert_eq!(refused(&v, &forged).await, ValidationError::Signature);
+
+    // alg none.
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": header["kid"]})),
+        parts[1]
+    );
+    assert!(matches!(
+        refused(&v, &none).await,
+        ValidationError::Algorithm(_) | ValidationError::Malformed(_)
+    ));
+
+    // HS256 "signed" with the public key (the classic algorithm-confusion attack).
+    let jwks: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/{}/discovery/keys",
+            cloud.http_url(),
+            ids::TENANT_ID
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let public = jwks["keys"][0]["n"].as_str().unwrap().as_bytes().to_vec();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = header["kid"].as_str().map(str::to_string);
+    let hs = jsonwebtoken::encode(
+        &h,
+        &app_claims(),
+        &jsonwebtoken::EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert_eq!(
+        refused(&v, &hs).await,
+        ValidationError::Algorithm("HS256".into())
+    );
+    for e in [
+        ValidationError::Signature,
+        ValidationError::Algorithm("HS256".into()),
+    ] {
+        assert_eq!(e.status(), 401);
+        assert!(
+            e.www_authenticate()
+                .starts_with("Bearer error=\"invalid_token\"")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_is_refused_after_one_refresh_and_rotation_is_followed() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    v.validate(&sign(&cloud, &app_claims())).await.unwrap();
+    let fetched = cloud.counter("entra_jwks");
+    let stranger = local_cloud::keys::KeySet::generate().unwrap();
+    let unknown = stranger.sign(&app_claims(), true);
+    assert!(matches!(
+        refused(&v, &unknown).await,
+        ValidationError::UnknownKey(_)
+    ));
+    assert_eq!(
+        cloud.counter("entra_jwks"),
+        fetched + 2,
+        "one refresh (v1 and v2 keys)"
+    );
+    assert!(matches!(
+        refused(&v, &stranger.sign(&app_claims(), true)).await,
+        ValidationError::UnknownKey(_)
+    ));
+    assert_eq!(
+        cloud.counter("entra_jwks"),
+        fetched + 2,
+        "at most one kid-miss refresh per 5 minutes"
+    );
+
+    // A real rotation: the new key is fetched once the limit allows and then accepted.
+    let v = default_validator(&cloud);
+    v.validate(&sign(&cloud, &app_claims())).await.unwrap();
+    cloud.state().tenant_keys.write().unwrap().rotate().unwrap();
+    v.validate(&sign(&cloud, &app_claims()))
+        .await
+        .expect("the rotated key is fetched on the first miss");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_known_good_keys_survive_a_metadata_outage() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    v.validate(&sign(&cloud, &app_claims())).await.unwrap();
+    cloud.inject(Fault {
+        target: "entra_metadata".into(),
+        status: 503,
+        code: None,
+        count: None,
+        retry_after: None,
+    });
+    // Force the periodic refresh path to run and fail.
+    let _ = v.keys().refresh(false).await;
+    v.validate(&sign(&cloud, &app_claims()))
+        .await
+        .expect("the last good keys still validate");
+    let fresh = default_validator(&cloud);
+    assert_eq!(
+        refused(&fresh, &sign(&cloud, &app_claims())).await,
+        ValidationError::KeysUnavailable
+    );
+    assert_eq!(ValidationError::KeysUnavailable.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_claims_are_refused_with_the_reason() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let tid = ids::TENANT_ID;
+    let t = now();
+    let cases: Vec<(Value, ValidationError)> = vec![
+        (
+            with(
+                app_claims(),
+                "iss",
+                json!("https://sts.windows.net/00000000-0000-0000-0000-000000000000/"),
+            ),
+            ValidationError::Issuer {
+                iss: "https://sts.windows.net/00000000-0000-0000-0000-000000000000/".into(),
+                expected: format!("https://sts.windows.net/{tid}/"),
+            },
+        ),
+        (
+            with(app_claims(), "ver", json!("2.0")),
+            ValidationError::Issuer {
+                iss: format!("https://sts.windows.net/{tid}/"),
+                expected: format!("https://login.microsoftonline.com/{tid}/v2.0"),
+            },
+        ),
+        (
+            with(
+                app_claims(),
+                "tid",
+                json!("00000000-0000-0000-0000-000000000000"),
+            ),
+            ValidationError::Tenant("00000000-0000-0000-0000-000000000000".into()),
+        ),
+        (
+            with(app_claims(), "aud", json!("https://graph.microsoft.com")),
+            ValidationError::Audience("https://graph.microsoft.com".into()),
+        ),
+        (
+            with(app_claims(), "exp", json!(t - 400)),
+            ValidationError::Expired,
+        ),
+        (
+            with(app_claims(), "nbf", json!(t + 400)),
+            ValidationError::NotYetValid,
+        ),
+        (
+            with(
+                app_claims(),
+                "appid",
+                json!("11111111-2222-3333-4444-555555555555"),
+            ),
+            ValidationError::AppNotAllowed("11111111-2222-3333-4444-555555555555".into()),
+        ),
+        (
+            with(
+                app_claims(),
+                "xms_par_app_azp",
+                json!("99999999-2222-3333-4444-555555555555"),
+            ),
+            ValidationError::Blueprint("99999999-2222-3333-4444-555555555555".into()),
+        ),
+        (
+            with(app_claims(), "roles", json!(["Other.Role"])),
+            ValidationError::Permission("Weather.Read".into()),
+        ),
+        (
+            without(app_claims(), "exp"),
+            ValidationError::MissingClaim("exp"),
+        ),
+        (
+            without(app_claims(), "aud"),
+            ValidationError::MissingClaim("aud"),
+        ),
+        (
+            without(app_claims(), "iss"),
+            ValidationError::MissingClaim("iss"),
+        ),
+        (
+            without(app_claims(), "tid"),
+            ValidationError::MissingClaim("tid"),
+        ),
+        (
+            without(app_claims(), "ver"),
+            ValidationError::MissingClaim("ver"),
+        ),
+    ];
+    for (claims, expected) in cases {
+        let status = expected.status();
+        assert_eq!(refused(&v, &sign(&cloud, &claims)).await, expected);
+        let forbidden = matches!(
+            expected,
+            ValidationError::AppNotAllowed(_)
+                | ValidationError::Blueprint(_)
+                | ValidationError::Permission(_)
+        );
+        assert_eq!(status, if forbidden { 403 } else { 401 }, "{expected}");
+    }
+    // Within the 5-minute skew is fine.
+    v.validate(&sign(&cloud, &with(app_claims(), "exp", json!(t - 200))))
+        .await
+        .expect("inside the skew");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_of_token_must_be_authorised_explicitly() {
+    let cloud = cloud().await;
+    let app_only = validator(
+        &cloud,
+        KindPolicy::Require("Weather.Read".into()),
+        KindPolicy::Deny,
+    );
+    assert_eq!(
+        refused(&app_only, &sign(&cloud, &user_claims())).await,
+        ValidationError::KindNotAllowed("delegated (user)")
+    );
+    let users_only = validator(
+        &cloud,
+        KindPolicy::Deny,
+        KindPolicy::Require("Weather.Read".into()),
+    );
+    assert_eq!(
+        refused(&users_only, &sign(&cloud, &app_claims())).await,
+        ValidationError::KindNotAllowed("app-only")
+    );
+    assert_eq!(ValidationError::KindNotAllowed("app-only").status(), 403);
+    let wrong_scope = with(user_claims(), "scp", json!("User.Read"));
+    assert_eq!(
+        refused(&users_only, &sign(&cloud, &wrong_scope)).await,
+        ValidationError::Permission("Weather.Read".into())
+    );
+    assert_eq!(
+        refused(&users_only, &sign(&cloud, &without(user_claims(), "idtyp"))).await,
+        ValidationError::MissingClaim("idtyp")
+    );
+}
