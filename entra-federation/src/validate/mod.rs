@@ -380,7 +380,7 @@ impl TokenValidator {
         if !claims.tid.eq_ignore_ascii_case(&inner.config.tenant_id) {
             return Err(ValidationError::Tenant(claims.tid));
         }
-        if !inner.config.audiences.iter().any(|a| *a == claims.aud) {
+        if !inner.config.audiences.contains(&claims.aud) {
             return Err(ValidationError::Audience(claims.aud));
         }
         authorize(&inner.config.policy, claims)
