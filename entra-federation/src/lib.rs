@@ -33,6 +33,7 @@ mod provider;
 pub mod refresh;
 pub mod retry;
 mod secret;
+pub mod sidecar;
 pub mod sts;
 pub mod token_file;
 pub mod validate;

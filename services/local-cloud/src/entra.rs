@@ -285,6 +285,8 @@ pub fn token_flow(s: &CloudState, form: &HashMap<String, String>) -> EntraResult
     let grant = required(form, "grant_type")?;
     match grant {
         "client_credentials" => client_credentials(s, form),
+        "password" => crate::agent_id::password_grant(s, &s.registry(), form),
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => on_behalf_of(s, form),
         other => Err((
             400,
             "unsupported_grant_type",
@@ -292,6 +294,30 @@ pub fn token_flow(s: &CloudState, form: &HashMap<String, String>) -> EntraResult
             format!("The app requested an unsupported grant type '{other}'."),
         )),
     }
+}
+
+/// On-behalf-of (`jwt-bearer`, `requested_token_use=on_behalf_of`) by an agent identity with its T1.
+fn on_behalf_of(s: &CloudState, form: &HashMap<String, String>) -> EntraResult {
+    if form.get("requested_token_use").map(String::as_str) != Some("on_behalf_of") {
+        return Err((
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'requested_token_use'.".into(),
+        ));
+    }
+    let client_id = required(form, "client_id")?;
+    let scope = required(form, "scope")?;
+    let assertion = required(form, "assertion")?;
+    let t1 = form.get("client_assertion").filter(|v| !v.is_empty()).ok_or_else(|| {
+        (401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string())
+    })?;
+    let reg = s.registry();
+    let agent = reg.app(client_id).filter(|a| a.agent_blueprint.is_some()).ok_or_else(|| {
+        (400, "unauthorized_client", 700016, format!("Application with identifier '{client_id}' was not found in the directory '{}'.", reg.tenant_domain))
+    })?;
+    let resource = resource_of_scope(scope)?;
+    crate::agent_id::agent_obo_token(s, &reg, agent, t1, assertion, &resource)
 }
 
 /// Client credentials with a federated client assertion.
@@ -315,8 +341,15 @@ fn client_credentials(s: &CloudState, form: &HashMap<String, String>) -> EntraRe
     {
         return Err((400, "invalid_request", 70002, "The client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.".into()));
     }
-    verify_federated_assertion(s, &reg, client, assertion)?;
     let resource = resource_of_scope(scope)?;
+    if client.agent_blueprint.is_some() {
+        return crate::agent_id::agent_app_token(s, &reg, client, assertion, &resource);
+    }
+    if resource.eq_ignore_ascii_case(TOKEN_EXCHANGE_URI) {
+        let fmi_path = required(form, "fmi_path")?;
+        return crate::agent_id::blueprint_exchange_token(s, &reg, client, assertion, fmi_path);
+    }
+    verify_federated_assertion(s, &reg, client, assertion)?;
     let resource_app = reg.resource_app(&resource).filter(|a| a.service_principal_object_id.is_some()).ok_or_else(|| {
         (400, "invalid_resource", 500011, format!(
             "The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",

@@ -25,12 +25,14 @@
 
 #![warn(missing_docs)]
 
+pub mod agent_id;
 pub mod control;
 pub mod entra;
 pub mod identity;
 pub mod keys;
 pub mod policy;
 pub mod registry;
+pub mod sidecar;
 pub mod sigv4;
 pub mod state;
 pub mod sts;

@@ -24,6 +24,9 @@ pub struct Registry {
     pub managed_identities: Vec<ManagedIdentity>,
     /// App registrations (with their service principals).
     pub apps: Vec<App>,
+    /// Users who can sign in.
+    #[serde(default)]
+    pub users: Vec<User>,
     /// AKS OIDC issuers whose projected service-account tokens the local cloud can mint.
     #[serde(default)]
     pub aks_issuers: Vec<String>,
@@ -64,7 +67,7 @@ fn yes() -> bool {
 }
 
 /// An app registration and its service principal.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct App {
     /// Display name.
@@ -88,6 +91,39 @@ pub struct App {
     /// App roles granted to clients: (client app id, role value).
     #[serde(default)]
     pub app_role_assignments: Vec<AppRoleAssignment>,
+    /// For an Agent Identity: its parent Agent Identity Blueprint's app id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_blueprint: Option<String>,
+    /// Delegated scopes this app (as a resource) exposes, e.g. `access_as_user`.
+    #[serde(default)]
+    pub exposed_scopes: Vec<String>,
+    /// Delegated permissions granted (admin consent) to clients: (client app id, scope).
+    #[serde(default)]
+    pub delegated_grants: Vec<DelegatedGrant>,
+}
+
+/// A delegated permission a client may use on behalf of users (admin consent).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DelegatedGrant {
+    /// The client's app id.
+    pub client_app_id: String,
+    /// The scope.
+    pub scope: String,
+}
+
+/// A user who can sign in (the local developer).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// User principal name.
+    pub upn: String,
+    /// Display name.
+    pub name: String,
+    /// Object id.
+    pub object_id: String,
+    /// Password for the local developer sign-in (a local emulator only; never a real secret).
+    pub password: String,
 }
 
 /// A federated identity credential on an app.
@@ -199,6 +235,18 @@ pub mod ids {
     pub const AGENT_SP_OID: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
     /// Client SPA (`CLIENT_SPA_APP_ID`).
     pub const CLIENT_SPA_APP_ID: &str = "5d6e7f8a-9b0c-4d1e-8f2a-3b4c5d6e7f8a";
+    /// The downstream weather API app (`WEATHER_API_APP_ID`).
+    pub const WEATHER_API_APP_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-1c2d3e4f5a6b";
+    /// Its service principal.
+    pub const WEATHER_API_SP_OID: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
+    /// Its identifier URI (`WEATHER_API_AUDIENCE`).
+    pub const WEATHER_API_AUDIENCE: &str = "api://3e4f5a6b-7c8d-4e9f-8a0b-1c2d3e4f5a6b";
+    /// The permission the weather API requires (app role and delegated scope).
+    pub const WEATHER_PERMISSION: &str = "Weather.Read";
+    /// The local developer user.
+    pub const DEV_USER_UPN: &str = "dev@contoso.onmicrosoft.com";
+    /// The developer user's object id.
+    pub const DEV_USER_OID: &str = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e";
     /// AWS account.
     pub const AWS_ACCOUNT_ID: &str = "123456789012";
     /// Role name.
@@ -263,8 +311,7 @@ impl Registry {
                     identifier_uris: vec![format!("api://{STS_APP_ID}")],
                     requested_access_token_version: Some(1),
                     federated_credentials: vec![mi_fic("container-app-mi")],
-                    app_roles: vec![],
-                    app_role_assignments: vec![],
+                    ..Default::default()
                 },
                 App {
                     display_name: "AWS Bedrock Demo Blueprint".into(),
@@ -273,32 +320,43 @@ impl Registry {
                     identifier_uris: vec![format!("api://{BLUEPRINT_APP_ID}")],
                     requested_access_token_version: Some(2),
                     federated_credentials: vec![mi_fic("container-app-mi")],
-                    app_roles: vec![],
-                    app_role_assignments: vec![],
+                    exposed_scopes: vec!["access_as_user".into()],
+                    delegated_grants: vec![DelegatedGrant { client_app_id: CLIENT_SPA_APP_ID.into(), scope: "access_as_user".into() }],
+                    ..Default::default()
                 },
                 App {
                     display_name: "AWS Bedrock Weather Agent".into(),
                     app_id: AGENT_CLIENT_ID.into(),
                     service_principal_object_id: Some(AGENT_SP_OID.into()),
-                    identifier_uris: vec![],
-                    requested_access_token_version: None,
-                    federated_credentials: vec![],
-                    app_roles: vec![],
-                    app_role_assignments: vec![],
+                    agent_blueprint: Some(BLUEPRINT_APP_ID.into()),
+                    ..Default::default()
                 },
                 App {
                     display_name: "Agent Demo Client SPA".into(),
                     app_id: CLIENT_SPA_APP_ID.into(),
-                    service_principal_object_id: Some(
-                        "4c5d6e7f-8a9b-4c0d-9e1f-2a3b4c5d6e7f".into(),
-                    ),
-                    identifier_uris: vec![],
+                    service_principal_object_id: Some("4c5d6e7f-8a9b-4c0d-9e1f-2a3b4c5d6e7f".into()),
                     requested_access_token_version: Some(2),
-                    federated_credentials: vec![],
-                    app_roles: vec![],
-                    app_role_assignments: vec![],
+                    ..Default::default()
+                },
+                App {
+                    display_name: "Weather API".into(),
+                    app_id: WEATHER_API_APP_ID.into(),
+                    service_principal_object_id: Some(WEATHER_API_SP_OID.into()),
+                    identifier_uris: vec![WEATHER_API_AUDIENCE.into()],
+                    requested_access_token_version: Some(1),
+                    app_roles: vec![WEATHER_PERMISSION.into()],
+                    app_role_assignments: vec![AppRoleAssignment { client_app_id: AGENT_CLIENT_ID.into(), role: WEATHER_PERMISSION.into() }],
+                    exposed_scopes: vec![WEATHER_PERMISSION.into()],
+                    delegated_grants: vec![DelegatedGrant { client_app_id: AGENT_CLIENT_ID.into(), scope: WEATHER_PERMISSION.into() }],
+                    ..Default::default()
                 },
             ],
+            users: vec![User {
+                upn: DEV_USER_UPN.into(),
+                name: "Local Developer".into(),
+                object_id: DEV_USER_OID.into(),
+                password: "local-dev-password".into(),
+            }],
             aks_issuers: vec![format!(
                 "https://eastus2.oic.prod-aks.azure.com/{TENANT_ID}/0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e/"
             )],

@@ -153,7 +153,10 @@ async fn token_endpoint_errors_have_entras_shape() {
             50027,
         ),
         (
-            &[("grant_type", "password"), ("client_id", ids::STS_APP_ID)],
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", ids::STS_APP_ID),
+            ],
             400,
             "unsupported_grant_type",
             70003,

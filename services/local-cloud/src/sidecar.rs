@@ -1,0 +1,447 @@
+//! The Entra Agent ID sidecar (`mcr.microsoft.com/entra-sdk/auth-sidecar`, behaviour of 1.1.x,
+//! protocols.md §5), backed by the local Entra over HTTP as the real one is: it authenticates as
+//! the Blueprint with the managed-identity assertion (`SignedAssertionFromManagedIdentity`), gets
+//! T1 with `fmi_path`, then the agent identity's tokens.
+//!
+//! Routes: `GET /AuthorizationHeaderUnauthenticated/{api}`, `GET /AuthorizationHeader/{api}`
+//! (inbound bearer = the user's token for the Blueprint), `POST /DownstreamApi/{api}`, `GET /healthz`.
+//! Since 1.1.0 `AgentIdentity` on the unauthenticated route is **silently ignored** unless
+//! `Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated=true`: the Blueprint's own app
+//! token comes back. Callers from non-loopback addresses get 403 with an empty body.
+
+#![allow(clippy::result_large_err)]
+// Handlers and helpers return `Result<_, Response>`, axum's idiom; errors are the cold path.
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use entra_federation::assertion::{
+    AppServiceSource, AssertionSource, HeaderValueSource, ManagedIdentity,
+};
+use entra_federation::validate::{KindPolicy, Policy, TokenValidator, ValidatorConfig};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A configured downstream API (`DownstreamApis__<name>__*`).
+#[derive(Debug, Clone)]
+pub struct DownstreamApi {
+    /// `BaseUrl`.
+    pub base_url: String,
+    /// `Scopes`.
+    pub scopes: Vec<String>,
+    /// `RequestAppToken`: app token instead of on-behalf-of on authenticated routes.
+    pub request_app_token: bool,
+}
+
+/// Sidecar settings (the `AzureAd__*`, `DownstreamApis__*` and `Sidecar__AllowOverrides__*` variables).
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// `AzureAd__Instance` + tenant: e.g. `http://127.0.0.1:4000`.
+    pub instance: String,
+    /// `AzureAd__TenantId`.
+    pub tenant_id: String,
+    /// `AzureAd__ClientId`: the Blueprint.
+    pub blueprint_app_id: String,
+    /// `IDENTITY_ENDPOINT` of the managed identity it signs assertions with.
+    pub identity_endpoint: String,
+    /// `DownstreamApis__<name>`.
+    pub downstream_apis: HashMap<String, DownstreamApi>,
+    /// `Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated` (default false since 1.1.0).
+    pub allow_unauthenticated_overrides: bool,
+    /// Clients allowed to call the authenticated routes (apps with a user token for the Blueprint).
+    pub inbound_client_app_ids: Vec<String>,
+}
+
+struct Sidecar {
+    config: SidecarConfig,
+    cloud: Arc<crate::CloudState>,
+    http: reqwest::Client,
+    assertion: AppServiceSource,
+    inbound: TokenValidator,
+}
+
+/// The sidecar's router (serve it with `into_make_service_with_connect_info::<SocketAddr>()`).
+pub fn router(
+    config: SidecarConfig,
+    cloud: Arc<crate::CloudState>,
+) -> Result<axum::Router, String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let header_state = cloud.clone();
+    let assertion = AppServiceSource::new(
+        config
+            .identity_endpoint
+            .parse()
+            .map_err(|e| format!("identity endpoint: {e}"))?,
+        HeaderValueSource::Fn(Arc::new(move || {
+            Some(
+                header_state
+                    .identity_header
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            )
+        })),
+        ManagedIdentity::SystemAssigned,
+        entra_federation::assertion::TOKEN_EXCHANGE_RESOURCE.into(),
+        http.clone(),
+        cloud.clock.clone(),
+    );
+    let mut vc = ValidatorConfig::new(
+        &config.tenant_id,
+        vec![
+            config.blueprint_app_id.clone(),
+            format!("api://{}", config.blueprint_app_id),
+        ],
+        Policy {
+            allowed_app_ids: config.inbound_client_app_ids.clone(),
+            expected_blueprint: None,
+            app_only: KindPolicy::Deny,
+            delegated: KindPolicy::Require("access_as_user".into()),
+        },
+    );
+    vc.authority = format!("{}/", config.instance.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("instance: {e}"))?;
+    vc.clock = cloud.clock.clone();
+    let inbound = TokenValidator::new(vc).map_err(|e| e.to_string())?;
+    let app = Arc::new(Sidecar {
+        config,
+        cloud,
+        http,
+        assertion,
+        inbound,
+    });
+    Ok(axum::Router::new()
+        .route("/healthz", get(|| async { "Healthy" }))
+        .route(
+            "/AuthorizationHeaderUnauthenticated/{api}",
+            get(unauthenticated),
+        )
+        .route("/AuthorizationHeader/{api}", get(authenticated))
+        .route("/DownstreamApi/{api}", post(downstream))
+        .with_state(app))
+}
+
+/// RFC 7807 problem, as `TypedResults.Problem` writes it.
+fn problem(status: u16, detail: &str) -> Response {
+    let title = match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        _ => "An error occurred while processing your request.",
+    };
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(json!({"type": format!("https://tools.ietf.org/html/rfc9110#section-15.{}", if status >= 500 { "6.1" } else { "5.1" }), "title": title, "status": status, "detail": detail})),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+fn no_cache(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        "cache-control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert("expires", HeaderValue::from_static("0"));
+    h.insert("pragma", HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn loopback_only(peer: &SocketAddr) -> Option<Response> {
+    (!peer.ip().is_loopback()).then(|| StatusCode::FORBIDDEN.into_response())
+}
+
+#[derive(Deserialize)]
+struct AgentQuery {
+    #[serde(rename = "AgentIdentity")]
+    agent_identity: Option<String>,
+}
+
+impl Sidecar {
+    fn count(&self, name: &str) {
+        self.cloud.count(name);
+    }
+
+    fn api(&self, name: &str) -> Result<&DownstreamApi, Response> {
+        self.config
+            .downstream_apis
+            .get(name)
+            .ok_or_else(|| problem(400, &format!("Not able to resolve '{name}'.")))
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> Result<String, Response> {
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.config.instance.trim_end_matches('/'),
+            self.config.tenant_id
+        );
+        let resp = self
+            .http
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| problem(500, &format!("An unexpected error occurred. {e}")))?;
+        let body: Value = resp.json().await.unwrap_or_default();
+        match body["access_token"].as_str() {
+            Some(t) => Ok(t.to_string()),
+            // MsalServiceException surfaces as 401 with the MSAL (AADSTS) message.
+            None => Err(problem(
+                401,
+                body["error_description"]
+                    .as_str()
+                    .unwrap_or("token request failed"),
+            )),
+        }
+    }
+
+    async fn assertion(&self) -> Result<String, Response> {
+        let a = self.assertion.fetch().await.map_err(|e| {
+            problem(
+                401,
+                &format!("ManagedIdentityCredential authentication failed: {e}"),
+            )
+        })?;
+        Ok(a.token().expose_secret().to_string())
+    }
+
+    /// The Blueprint's own app token for `scope`.
+    async fn blueprint_token(&self, scope: &str) -> Result<String, Response> {
+        let mi = self.assertion().await?;
+        self.token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &self.config.blueprint_app_id),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                entra_federation::entra::JWT_BEARER_ASSERTION,
+            ),
+            ("client_assertion", &mi),
+        ])
+        .await
+    }
+
+    /// T1 for `agent`.
+    async fn t1(&self, agent: &str) -> Result<String, Response> {
+        let mi = self.assertion().await?;
+        self.token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &self.config.blueprint_app_id),
+            ("scope", "api://AzureADTokenExchange/.default"),
+            ("fmi_path", agent),
+            (
+                "client_assertion_type",
+                entra_federation::entra::JWT_BEARER_ASSERTION,
+            ),
+            ("client_assertion", &mi),
+        ])
+        .await
+    }
+
+    async fn agent_app_token(&self, agent: &str, scope: &str) -> Result<String, Response> {
+        let t1 = self.t1(agent).await?;
+        self.token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", agent),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                entra_federation::entra::JWT_BEARER_ASSERTION,
+            ),
+            ("client_assertion", &t1),
+        ])
+        .await
+    }
+
+    async fn agent_obo_token(
+        &self,
+        agent: &str,
+        scope: &str,
+        user: &str,
+    ) -> Result<String, Response> {
+        let t1 = self.t1(agent).await?;
+        self.token(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("client_id", agent),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                entra_federation::entra::JWT_BEARER_ASSERTION,
+            ),
+            ("client_assertion", &t1),
+            ("assertion", user),
+            ("requested_token_use", "on_behalf_of"),
+        ])
+        .await
+    }
+
+    /// JwtBearer for the Blueprint: 401 with a challenge and an empty body when missing or invalid.
+    async fn inbound_user(&self, headers: &HeaderMap) -> Result<String, Response> {
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+        match self.inbound.validate_header(header).await {
+            Ok(_) => Ok(header
+                .unwrap_or_default()
+                .trim_start_matches("Bearer ")
+                .trim()
+                .to_string()),
+            Err(e) => {
+                let mut r = StatusCode::UNAUTHORIZED.into_response();
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_str(&e.www_authenticate())
+                        .unwrap_or(HeaderValue::from_static("Bearer")),
+                );
+                Err(r)
+            }
+        }
+    }
+}
+
+async fn unauthenticated(
+    State(s): State<Arc<Sidecar>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(api): Path<String>,
+    Query(q): Query<AgentQuery>,
+) -> Response {
+    s.count("sidecar:AuthorizationHeaderUnauthenticated");
+    if let Some(r) = loopback_only(&peer) {
+        return r;
+    }
+    let cfg = match s.api(&api) {
+        Ok(c) => c.clone(),
+        Err(r) => return r,
+    };
+    let scope = cfg.scopes.join(" ");
+    let token = match q.agent_identity.filter(|a| !a.is_empty()) {
+        Some(agent) if s.config.allow_unauthenticated_overrides => {
+            s.agent_app_token(&agent, &scope).await
+        }
+        Some(agent) => {
+            tracing::warn!(agent_identity = %agent, "AgentIdentityOverridesIgnored: Sidecar:AllowOverrides:GetAuthorizationHeaderUnauthenticated is false");
+            s.blueprint_token(&scope).await
+        }
+        None => s.blueprint_token(&scope).await,
+    };
+    match token {
+        Ok(t) => {
+            no_cache(Json(json!({"authorizationHeader": format!("Bearer {t}")})).into_response())
+        }
+        Err(r) => r,
+    }
+}
+
+async fn authenticated(
+    State(s): State<Arc<Sidecar>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(api): Path<String>,
+    Query(q): Query<AgentQuery>,
+) -> Response {
+    s.count("sidecar:AuthorizationHeader");
+    if let Some(r) = loopback_only(&peer) {
+        return r;
+    }
+    let user = match s.inbound_user(&headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let cfg = match s.api(&api) {
+        Ok(c) => c.clone(),
+        Err(r) => return r,
+    };
+    let scope = cfg.scopes.join(" ");
+    let token = match (
+        q.agent_identity.filter(|a| !a.is_empty()),
+        cfg.request_app_token,
+    ) {
+        (Some(agent), false) => s.agent_obo_token(&agent, &scope, &user).await,
+        (Some(agent), true) => s.agent_app_token(&agent, &scope).await,
+        (None, _) => Err(problem(
+            400,
+            "On-behalf-of for the Blueprint itself is not emulated; pass AgentIdentity.",
+        )),
+    };
+    match token {
+        Ok(t) => {
+            no_cache(Json(json!({"authorizationHeader": format!("Bearer {t}")})).into_response())
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct DownstreamQuery {
+    #[serde(rename = "AgentIdentity")]
+    agent_identity: Option<String>,
+    #[serde(rename = "optionsOverride.RelativePath")]
+    relative_path: Option<String>,
+}
+
+async fn downstream(
+    State(s): State<Arc<Sidecar>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(api): Path<String>,
+    Query(q): Query<DownstreamQuery>,
+) -> Response {
+    s.count("sidecar:DownstreamApi");
+    if let Some(r) = loopback_only(&peer) {
+        return r;
+    }
+    let user = match s.inbound_user(&headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let cfg = match s.api(&api) {
+        Ok(c) => c.clone(),
+        Err(r) => return r,
+    };
+    let Some(agent) = q.agent_identity.filter(|a| !a.is_empty()) else {
+        return problem(400, "AgentIdentity is required by this emulation.");
+    };
+    let scope = cfg.scopes.join(" ");
+    let token = if cfg.request_app_token {
+        s.agent_app_token(&agent, &scope).await
+    } else {
+        s.agent_obo_token(&agent, &scope, &user).await
+    };
+    let token = match token {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let url = format!(
+        "{}/{}",
+        cfg.base_url.trim_end_matches('/'),
+        q.relative_path.unwrap_or_default().trim_start_matches('/')
+    );
+    let resp = match s.http.get(url).bearer_auth(token).send().await {
+        Ok(r) => r,
+        Err(e) => return problem(500, &format!("An unexpected error occurred. {e}")),
+    };
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.text().await.unwrap_or_default();
+    let mut content_headers = serde_json::Map::new();
+    if let Some(ct) = content_type {
+        content_headers.insert("Content-Type".into(), json!([ct]));
+    }
+    content_headers.insert("Content-Length".into(), json!([body.len().to_string()]));
+    no_cache(Json(json!({"statusCode": status, "headers": content_headers, "content": if body.is_empty() { Value::Null } else { json!(body) }})).into_response())
+}

@@ -1,0 +1,258 @@
+//! The Agent ID sidecar emulation, through the library's sidecar client: autonomous and
+//! on-behalf-of agent tokens that the downstream validator accepts; the 1.1.0 gating named; a
+//! Blueprint without its federated credential failing the way Entra fails.
+
+use entra_federation::SecretString;
+use entra_federation::sidecar::{OVERRIDE_SETTING, SidecarClient, SidecarError};
+use entra_federation::validate::{KindPolicy, Policy, TokenKind, TokenValidator, ValidatorConfig};
+use local_cloud::sidecar::{DownstreamApi, SidecarConfig};
+use local_cloud::{LocalCloud, ids};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use system_tests::*;
+
+async fn sidecar(
+    cloud: &LocalCloud,
+    allow_overrides: bool,
+    downstream_base: &str,
+) -> SidecarClient {
+    let mut apis = HashMap::new();
+    apis.insert(
+        "weather-api".to_string(),
+        DownstreamApi {
+            base_url: downstream_base.into(),
+            scopes: vec![format!("{}/.default", ids::WEATHER_API_AUDIENCE)],
+            request_app_token: false,
+        },
+    );
+    let config = SidecarConfig {
+        instance: cloud.http_url(),
+        tenant_id: ids::TENANT_ID.into(),
+        blueprint_app_id: ids::BLUEPRINT_APP_ID.into(),
+        identity_endpoint: format!("{}/msi/token", cloud.http_url()),
+        downstream_apis: apis,
+        allow_unauthenticated_overrides: allow_overrides,
+        inbound_client_app_ids: vec![ids::CLIENT_SPA_APP_ID.into()],
+    };
+    let app = local_cloud::sidecar::router(config, cloud.state().clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    SidecarClient::new(url.parse().unwrap()).unwrap()
+}
+
+fn weather_validator(cloud: &LocalCloud) -> TokenValidator {
+    let mut c = ValidatorConfig::new(
+        ids::TENANT_ID,
+        vec![ids::WEATHER_API_AUDIENCE.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: Some(ids::BLUEPRINT_APP_ID.into()),
+            app_only: KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
+            delegated: KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
+        },
+    );
+    c.authority = format!("{}/", cloud.http_url()).parse().unwrap();
+    TokenValidator::new(c).unwrap()
+}
+
+/// The developer signs in (password grant) for the Blueprint's access_as_user scope.
+async fn user_token(cloud: &LocalCloud) -> SecretString {
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", ids::CLIENT_SPA_APP_ID),
+        ("username", ids::DEV_USER_UPN),
+        ("password", "local-dev-password"),
+        (
+            "scope",
+            &format!(
+                "api://{}/access_as_user openid profile",
+                ids::BLUEPRINT_APP_ID
+            ),
+        ),
+    ];
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            cloud.http_url(),
+            ids::TENANT_ID
+        ))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    SecretString::new(
+        r["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("sign-in failed: {r}"))
+            .to_string(),
+    )
+}
+
+fn bearer(t: &entra_federation::sidecar::AgentToken) -> String {
+    t.authorization_header().expose_secret().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autonomous_agent_token_passes_the_downstream_validator() {
+    let cloud = cloud().await;
+    let sidecar = sidecar(&cloud, true, "http://127.0.0.1:9").await;
+    sidecar.health().await.unwrap();
+    let token = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .expect("agent token");
+    assert_eq!(token.app_id(), Some(ids::AGENT_CLIENT_ID));
+    assert_eq!(
+        token.claims().aud.as_deref(),
+        Some(ids::WEATHER_API_AUDIENCE),
+        "minted for the weather API, never Graph"
+    );
+    let ok = weather_validator(&cloud)
+        .validate_header(Some(&bearer(&token)))
+        .await
+        .expect("the weather API accepts it");
+    assert_eq!(ok.kind, TokenKind::AppOnly);
+    assert_eq!(
+        ok.claims.xms_par_app_azp.as_deref(),
+        Some(ids::BLUEPRINT_APP_ID)
+    );
+    assert_eq!(ok.claims.roles, vec![ids::WEATHER_PERMISSION.to_string()]);
+    assert!(
+        ok.claims
+            .xms_act_fct
+            .as_deref()
+            .unwrap()
+            .split(' ')
+            .any(|f| f == "11")
+    );
+    // The Blueprint authenticated with the managed-identity assertion: identity endpoint, then T1, then TR.
+    assert!(cloud.counter("identity_endpoint") >= 1);
+    assert_eq!(cloud.counter("entra_token"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_behalf_of_token_carries_the_user_and_the_delegated_scope() {
+    let cloud = cloud().await;
+    let sidecar = sidecar(&cloud, false, "http://127.0.0.1:9").await;
+    let user = user_token(&cloud).await;
+    let token = sidecar
+        .on_behalf_of_token("weather-api", ids::AGENT_CLIENT_ID, &user)
+        .await
+        .expect("OBO token");
+    let ok = weather_validator(&cloud)
+        .validate_header(Some(&bearer(&token)))
+        .await
+        .expect("accepted");
+    assert_eq!(ok.kind, TokenKind::Delegated);
+    assert_eq!(ok.claims.oid.as_deref(), Some(ids::DEV_USER_OID));
+    assert_eq!(ok.claims.upn.as_deref(), Some(ids::DEV_USER_UPN));
+    assert_eq!(ok.claims.scp.as_deref(), Some(ids::WEATHER_PERMISSION));
+
+    let no_user = sidecar
+        .on_behalf_of_token(
+            "weather-api",
+            ids::AGENT_CLIENT_ID,
+            &SecretString::new("not-a-token".into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(no_user, SidecarError::UserTokenRejected { .. }),
+        "{no_user}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gated_agent_identity_is_a_named_error_not_the_blueprints_token() {
+    let cloud = cloud().await;
+    let sidecar = sidecar(&cloud, false, "http://127.0.0.1:9").await;
+    let err = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SidecarError::AgentIdentityIgnored {
+            requested: ids::AGENT_CLIENT_ID.into(),
+            got: ids::BLUEPRINT_APP_ID.into()
+        }
+    );
+    assert!(err.to_string().contains(OVERRIDE_SETTING), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blueprint_without_its_federated_credential_fails_as_entra_does() {
+    let cloud = cloud().await;
+    cloud.edit_registry(|r| {
+        r.app_mut(ids::BLUEPRINT_APP_ID)
+            .unwrap()
+            .federated_credentials
+            .clear()
+    });
+    let sidecar = sidecar(&cloud, true, "http://127.0.0.1:9").await;
+    let err = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap_err();
+    let SidecarError::Problem { status, detail, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*status, 401, "MSAL service errors surface as 401");
+    assert!(detail.starts_with("AADSTS700211"), "{detail}");
+    assert!(
+        err.to_string().contains("Blueprint's federated credential"),
+        "{err}"
+    );
+    let unknown = sidecar
+        .autonomous_token("nope", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unknown, SidecarError::Problem { status: 400, detail, .. } if detail == "Not able to resolve 'nope'."),
+        "{unknown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_api_keeps_the_token_inside_the_sidecar() {
+    let cloud = cloud().await;
+    // A downstream API that validates what the sidecar sends it.
+    let validator = weather_validator(&cloud);
+    let api = axum::Router::new().route(
+        "/weather",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let v = validator.clone();
+            async move {
+                let ok = v
+                    .validate_header(headers.get("authorization").and_then(|h| h.to_str().ok()))
+                    .await
+                    .unwrap();
+                axum::Json(serde_json::json!({"caller": ok.claims.upn}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let sidecar = sidecar(&cloud, false, &base).await;
+    let user = user_token(&cloud).await;
+    let r = sidecar
+        .downstream_api("weather-api", ids::AGENT_CLIENT_ID, &user, "/weather")
+        .await
+        .expect("downstream call");
+    assert_eq!(r.status_code, 200);
+    assert_eq!(
+        r.content.as_deref(),
+        Some(&*format!("{{\"caller\":\"{}\"}}", ids::DEV_USER_UPN))
+    );
+}
