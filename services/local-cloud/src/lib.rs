@@ -24,12 +24,16 @@
 //! ```
 
 #![warn(missing_docs)]
+// Handlers and their helpers return `Result<_, Response>` (axum's idiom); errors are the cold path.
+#![allow(clippy::result_large_err)]
 
 pub mod agent_id;
+pub mod bedrock;
 pub mod control;
 pub mod entra;
 pub mod identity;
 pub mod keys;
+pub mod open_meteo;
 pub mod policy;
 pub mod registry;
 pub mod sidecar;
@@ -227,6 +231,10 @@ pub fn router(state: Arc<CloudState>, tls: bool) -> Router {
         .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks_v2))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/", get(sts::handle).post(sts::handle))
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route("/model/{model}/invoke", post(bedrock::invoke))
+        .route("/open-meteo/v1/search", get(open_meteo::search))
+        .route("/open-meteo/v1/forecast", get(open_meteo::forecast))
         .nest("/_local", control::routes())
         .layer(axum::Extension(entra::Tls(tls)))
         .layer(middleware::from_fn(log_request))
@@ -386,7 +394,24 @@ impl LocalCloud {
             ("AWS_REGION", reg.aws_region.clone()),
             ("AWS_DEFAULT_REGION", reg.aws_region.clone()),
             ("AWS_ENDPOINT_URL_STS", format!("{http}/")),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", format!("{http}/")),
+            ("BEDROCK_MODEL_ID", ids::BEDROCK_MODEL_ID.into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AGENT_APP_ID", ids::AGENT_CLIENT_ID.into()),
+            ("CLIENT_SPA_APP_ID", ids::CLIENT_SPA_APP_ID.into()),
+            ("WEATHER_API_AUDIENCE", ids::WEATHER_API_AUDIENCE.into()),
+            ("ALLOWED_AGENT_APP_IDS", ids::AGENT_CLIENT_ID.into()),
+            ("EXPECTED_BLUEPRINT_APP_ID", ids::BLUEPRINT_APP_ID.into()),
+            ("REQUIRED_APP_ROLE", ids::WEATHER_PERMISSION.into()),
+            ("REQUIRED_SCOPE", ids::WEATHER_PERMISSION.into()),
+            (
+                "OPEN_METEO_GEOCODING_URL",
+                format!("{http}/open-meteo/v1/search"),
+            ),
+            (
+                "OPEN_METEO_FORECAST_URL",
+                format!("{http}/open-meteo/v1/forecast"),
+            ),
             ("ENTRA_FEDERATION_CA_FILE", ca.clone()),
             ("REQUESTS_CA_BUNDLE", ca.clone()),
             ("AWS_CA_BUNDLE", ca),

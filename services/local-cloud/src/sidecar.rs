@@ -9,9 +9,6 @@
 //! `Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated=true`: the Blueprint's own app
 //! token comes back. Callers from non-loopback addresses get 403 with an empty body.
 
-// Handlers and helpers return `Result<_, Response>`, axum's idiom; errors are the cold path.
-#![allow(clippy::result_large_err)]
-
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

@@ -1,0 +1,377 @@
+//! AWS Bedrock runtime (restJson1): `POST /model/{modelId}/converse` and `/invoke` (Anthropic
+//! Messages body). Requests are SigV4-verified (signing name `bedrock`, path double-encoded)
+//! against credentials the local STS issued; the role must allow `bedrock:InvokeModel` on the
+//! model (and on the inference profile for `us.`-style ids), as IAM evaluates it. The model is
+//! deterministic: asked about the weather somewhere it calls `get_weather`, and it answers from
+//! the tool's result.
+
+use crate::policy::{Decision, Request, decide};
+use crate::sigv4::{self, AuthError};
+use crate::state::CloudState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn error(status: u16, kind: &str, message: &str) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        axum::Json(json!({"message": message})),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_str(kind).unwrap_or(HeaderValue::from_static("UnknownError")),
+    );
+    r.headers_mut().insert(
+        "x-amzn-requestid",
+        HeaderValue::from_str(&crate::state::guid()).expect("guid"),
+    );
+    r
+}
+
+const PROFILE_PREFIXES: &[&str] = &["us.", "eu.", "apac.", "global."];
+
+/// The ARNs `bedrock:InvokeModel` is evaluated on for a model id.
+fn resources(model: &str, region: &str, account: &str) -> Vec<String> {
+    match PROFILE_PREFIXES.iter().find_map(|p| model.strip_prefix(p)) {
+        Some(base) => vec![
+            format!("arn:aws:bedrock:{region}:{account}:inference-profile/{model}"),
+            format!("arn:aws:bedrock:{region}::foundation-model/{base}"),
+        ],
+        None if model.starts_with("arn:") => vec![model.to_string()],
+        None => vec![format!(
+            "arn:aws:bedrock:{region}::foundation-model/{model}"
+        )],
+    }
+}
+
+fn known_model(model: &str) -> bool {
+    let base = PROFILE_PREFIXES
+        .iter()
+        .find_map(|p| model.strip_prefix(p))
+        .unwrap_or(model);
+    base.starts_with("anthropic.claude")
+}
+
+/// Verifies the caller and its permission; returns the error response otherwise.
+fn authorize(
+    s: &CloudState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    model: &str,
+) -> Result<(), Response> {
+    let caller = sigv4::verify(s, method, uri, headers, body, "bedrock").map_err(|e| match e {
+        AuthError::Missing => error(
+            403,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ),
+        AuthError::Incomplete(m) => error(403, "IncompleteSignatureException", &m),
+        AuthError::UnknownKey => error(
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        AuthError::Expired => error(
+            403,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+        AuthError::Signature(m) => error(403, "InvalidSignatureException", &m),
+    })?;
+    if !known_model(model) {
+        return Err(error(
+            400,
+            "ValidationException",
+            "The provided model identifier is invalid.",
+        ));
+    }
+    let reg = s.registry();
+    let c = &caller.credentials;
+    let role = reg
+        .roles
+        .iter()
+        .find(|r| r.name == c.role_name)
+        .ok_or_else(|| error(403, "AccessDeniedException", "The role no longer exists."))?;
+    let docs: Vec<&crate::policy::PolicyDocument> = role.permission_policies.iter().collect();
+    let empty = HashMap::new();
+    for arn in resources(model, &caller.region, &reg.aws_account_id) {
+        let req = Request {
+            action: "bedrock:InvokeModel",
+            resource: Some(&arn),
+            federated: None,
+            context: &empty,
+        };
+        if decide(&docs, &req) != Decision::Allow {
+            let who = format!(
+                "arn:aws:sts::{}:assumed-role/{}/{}",
+                reg.aws_account_id, c.role_name, c.session_name
+            );
+            return Err(error(
+                403,
+                "AccessDeniedException",
+                &format!(
+                    "User: {who} is not authorized to perform: bedrock:InvokeModel on resource: {arn} because no identity-based policy allows the bedrock:InvokeModel action"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The city a user's question asks the weather of, if any ("Weather in Dallas?").
+pub fn weather_city(text: &str) -> Option<String> {
+    let lower = text.to_lowercase();
+    if !lower.contains("weather") && !lower.contains("forecast") && !lower.contains("temperature") {
+        return None;
+    }
+    let start = [" in ", " for ", " at "]
+        .iter()
+        .filter_map(|k| lower.find(k).map(|i| i + k.len()))
+        .min()?;
+    let city: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_alphabetic() || *c == ' ' || *c == '-' || *c == '\'')
+        .collect();
+    let city = city
+        .trim()
+        .trim_end_matches(" today")
+        .trim_end_matches(" now")
+        .trim();
+    (!city.is_empty()).then(|| city.to_string())
+}
+
+/// A rough token count (words × 4/3), deterministic.
+fn tokens(text: &str) -> u64 {
+    (text.split_whitespace().count() as u64 * 4)
+        .div_ceil(3)
+        .max(1)
+}
+
+/// What the model does next.
+enum Turn {
+    CallTool { city: String },
+    Answer(String),
+}
+
+fn decide_turn(last_user_text: Option<&str>, tool_result: Option<&Value>, has_tool: bool) -> Turn {
+    if let Some(result) = tool_result {
+        return Turn::Answer(describe_weather(result));
+    }
+    match last_user_text.and_then(weather_city) {
+        Some(city) if has_tool => Turn::CallTool { city },
+        Some(city) => Turn::Answer(format!("I cannot look up live weather for {city} without a weather tool.")),
+        None => Turn::Answer("I am a weather assistant: ask me about the weather in a city, for example \"Weather in Dallas?\"".into()),
+    }
+}
+
+fn describe_weather(result: &Value) -> String {
+    let data = result.get("json").unwrap_or(result);
+    if let Some(err) = data.get("error").and_then(Value::as_str) {
+        return format!(
+            "I could not get the weather: {}",
+            data.get("message").and_then(Value::as_str).unwrap_or(err)
+        );
+    }
+    let city = data["city"].as_str().unwrap_or("that city");
+    let temp = &data["temperature"];
+    let unit = data["temperature_unit"].as_str().unwrap_or("");
+    let cond = data["condition"]
+        .as_str()
+        .unwrap_or("unknown conditions")
+        .to_lowercase();
+    let wind = &data["wind_speed"];
+    let wind_unit = data["wind_unit"].as_str().unwrap_or("");
+    let humidity = &data["humidity"];
+    format!(
+        "The weather in {city} is {cond}, {temp}°{unit}, with humidity at {humidity}% and wind at {wind} {wind_unit}."
+    )
+}
+
+/// `POST /model/{modelId}/converse`.
+pub async fn converse(
+    State(s): State<Arc<CloudState>>,
+    Path(model): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.count("bedrock:Converse");
+    if let Some(f) = s.take_fault("bedrock:Converse") {
+        return error(
+            f.status,
+            f.code.as_deref().unwrap_or("ServiceUnavailableException"),
+            "Injected failure.",
+        );
+    }
+    if let Err(r) = authorize(&s, &method, &uri, &headers, &body, &model) {
+        return r;
+    }
+    let started = tokio::time::Instant::now();
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            400,
+            "ValidationException",
+            "Malformed input request, please reformat your input and try again.",
+        );
+    };
+    let Some(messages) = req["messages"].as_array().filter(|m| !m.is_empty()) else {
+        return error(
+            400,
+            "ValidationException",
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
+        );
+    };
+    let last = messages.last().expect("non-empty");
+    let blocks = last["content"].as_array().cloned().unwrap_or_default();
+    let last_text = blocks.iter().find_map(|b| b["text"].as_str());
+    let tool_result = blocks
+        .iter()
+        .find_map(|b| b.get("toolResult"))
+        .and_then(|r| r["content"].as_array())
+        .and_then(|c| c.first().cloned());
+    let has_tool = req["toolConfig"]["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["toolSpec"]["name"] == "get_weather"));
+    let input_tokens = tokens(&req.to_string());
+    let (content, stop, out_text) = match decide_turn(last_text, tool_result.as_ref(), has_tool) {
+        Turn::CallTool { city } => {
+            let id = format!("tooluse_{}", crate::state::random_id(22));
+            (
+                json!([{"text": format!("Let me check the weather in {city}.")}, {"toolUse": {"toolUseId": id, "name": "get_weather", "input": {"city": city}}}]),
+                "tool_use",
+                city,
+            )
+        }
+        Turn::Answer(text) => (json!([{"text": text}]), "end_turn", text),
+    };
+    let output_tokens = tokens(&out_text) + 5;
+    axum::Json(json!({
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop,
+        "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens},
+        "metrics": {"latencyMs": started.elapsed().as_millis() as u64},
+    }))
+    .into_response()
+}
+
+/// `POST /model/{modelId}/invoke` with an Anthropic Messages body.
+pub async fn invoke(
+    State(s): State<Arc<CloudState>>,
+    Path(model): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.count("bedrock:InvokeModel");
+    if let Err(r) = authorize(&s, &method, &uri, &headers, &body, &model) {
+        return r;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            400,
+            "ValidationException",
+            "Malformed input request, please reformat your input and try again.",
+        );
+    };
+    if req["anthropic_version"].as_str().is_none() || req["max_tokens"].as_u64().is_none() {
+        return error(
+            400,
+            "ValidationException",
+            "Malformed input request: #: required key [anthropic_version] or [max_tokens] not found, please reformat your input and try again.",
+        );
+    }
+    let messages = req["messages"].as_array().cloned().unwrap_or_default();
+    let last = messages.last().cloned().unwrap_or_default();
+    let (last_text, tool_result) = match &last["content"] {
+        Value::String(t) => (Some(t.clone()), None),
+        Value::Array(blocks) => (
+            blocks.iter().find_map(|b| {
+                (b["type"] == "text")
+                    .then(|| b["text"].as_str().map(str::to_string))
+                    .flatten()
+            }),
+            blocks
+                .iter()
+                .find(|b| b["type"] == "tool_result")
+                .map(|b| match &b["content"] {
+                    Value::String(t) => serde_json::from_str(t).unwrap_or(json!({"text": t})),
+                    other => other
+                        .as_array()
+                        .and_then(|a| a.first())
+                        .and_then(|c| c["text"].as_str())
+                        .and_then(|t| serde_json::from_str(t).ok())
+                        .unwrap_or(other.clone()),
+                }),
+        ),
+        _ => (None, None),
+    };
+    let has_tool = req["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["name"] == "get_weather"));
+    let input_tokens = tokens(&req.to_string());
+    let (content, stop, out_text) = match decide_turn(
+        last_text.as_deref(),
+        tool_result.as_ref(),
+        has_tool,
+    ) {
+        Turn::CallTool { city } => (
+            json!([{"type": "tool_use", "id": format!("toolu_{}", crate::state::random_id(22)), "name": "get_weather", "input": {"city": city}}]),
+            "tool_use",
+            city,
+        ),
+        Turn::Answer(text) => (json!([{"type": "text", "text": text}]), "end_turn", text),
+    };
+    axum::Json(json!({
+        "id": format!("msg_bdrk_{}", crate::state::random_id(24)),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": tokens(&out_text) + 5},
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_city_of_a_weather_question() {
+        assert_eq!(
+            weather_city("Weather in Dallas?").as_deref(),
+            Some("Dallas")
+        );
+        assert_eq!(
+            weather_city("What's the weather like in New York today?").as_deref(),
+            Some("New York")
+        );
+        assert_eq!(
+            weather_city("forecast for San Francisco").as_deref(),
+            Some("San Francisco")
+        );
+        assert_eq!(weather_city("Tell me a joke"), None);
+    }
+
+    #[test]
+    fn inference_profiles_need_both_arns() {
+        assert_eq!(
+            resources("us.anthropic.claude-3-haiku-20240307-v1:0", "us-east-2", "123456789012"),
+            vec![
+                "arn:aws:bedrock:us-east-2:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0".to_string(),
+                "arn:aws:bedrock:us-east-2::foundation-model/anthropic.claude-3-haiku-20240307-v1:0".to_string()
+            ]
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The local Bedrock with real clients: aws-sdk-bedrockruntime with the library's provider, and
+//! boto3's bedrock-runtime client; SigV4 with expired credentials and a role without
+//! `bedrock:InvokeModel` refused with AWS's error shapes.
+
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, Message, Tool, ToolConfiguration, ToolInputSchema,
+    ToolResultBlock, ToolResultContentBlock, ToolSpecification,
+};
+use aws_smithy_types::Document;
+use entra_federation::Clock;
+use local_cloud::{LocalCloud, Registry, ids};
+use std::time::Duration;
+use system_tests::*;
+
+fn bedrock(
+    cloud: &LocalCloud,
+    provider: entra_federation::EntraCredentialsProvider,
+) -> aws_sdk_bedrockruntime::Client {
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
+        .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
+        .endpoint_url(cloud.http_url())
+        .credentials_provider(provider)
+        .build();
+    aws_sdk_bedrockruntime::Client::from_conf(config)
+}
+
+fn weather_tool() -> ToolConfiguration {
+    let schema = Document::Object(
+        [
+            ("type".to_string(), Document::String("object".into())),
+            (
+                "properties".to_string(),
+                Document::Object(
+                    [(
+                        "city".to_string(),
+                        Document::Object(
+                            [("type".to_string(), Document::String("string".into()))].into(),
+                        ),
+                    )]
+                    .into(),
+                ),
+            ),
+        ]
+        .into(),
+    );
+    ToolConfiguration::builder()
+        .tools(Tool::ToolSpec(
+            ToolSpecification::builder()
+                .name("get_weather")
+                .description("Current weather")
+                .input_schema(ToolInputSchema::Json(schema))
+                .build()
+                .unwrap(),
+        ))
+        .build()
+        .unwrap()
+}
+
+fn user(text: &str) -> Message {
+    Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text(text.into()))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_converses_with_the_tool_round_trip() {
+    let cloud = cloud().await;
+    let client = bedrock(&cloud, provider_from_env(&cloud));
+    let first = client
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("Weather in Dallas?"))
+        .tool_config(weather_tool())
+        .send()
+        .await
+        .expect("SigV4-signed converse");
+    assert_eq!(first.stop_reason().as_str(), "tool_use");
+    let msg = first.output().unwrap().as_message().unwrap().clone();
+    let tool_use = msg
+        .content()
+        .iter()
+        .find_map(|b| b.as_tool_use().ok())
+        .expect("a toolUse block")
+        .clone();
+    assert_eq!(tool_use.name(), "get_weather");
+    let result = Document::Object(
+        [
+            ("city".to_string(), Document::String("Dallas".into())),
+            ("temperature".to_string(), Document::from(71u64)),
+            ("temperature_unit".to_string(), Document::String("F".into())),
+            (
+                "condition".to_string(),
+                Document::String("Clear Sky".into()),
+            ),
+        ]
+        .into(),
+    );
+    let answer = client
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("Weather in Dallas?"))
+        .messages(msg)
+        .messages(
+            Message::builder()
+                .role(ConversationRole::User)
+                .content(ContentBlock::ToolResult(
+                    ToolResultBlock::builder()
+                        .tool_use_id(tool_use.tool_use_id())
+                        .content(ToolResultContentBlock::Json(result))
+                        .build()
+                        .unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        )
+        .tool_config(weather_tool())
+        .send()
+        .await
+        .unwrap();
+    let text = answer.output().unwrap().as_message().unwrap().content()[0]
+        .as_text()
+        .unwrap()
+        .clone();
+    assert!(text.contains("Dallas") && text.contains("71°F"), "{text}");
+    let usage = answer.usage().unwrap();
+    assert!(
+        usage.input_tokens() > 0
+            && usage.total_tokens() == usage.input_tokens() + usage.output_tokens()
+    );
+    assert_eq!(cloud.counter("bedrock:Converse"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_bedrock_runtime_converses_and_invokes() {
+    let cloud = cloud().await;
+    let token = provider_from_env(&cloud)
+        .web_identity_token()
+        .await
+        .unwrap();
+    let mut env = env_of(&cloud);
+    env.insert(
+        "WEB_IDENTITY_TOKEN".into(),
+        token.token().expose_secret().to_string(),
+    );
+    let out = run_python("boto3_bedrock.py", &env).await;
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["first_stop"], "tool_use");
+    assert_eq!(r["tool_input"]["city"], "Dallas");
+    assert!(r["answer"].as_str().unwrap().contains("71°F"), "{r}");
+    assert_eq!(r["invoke_stop"], "end_turn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_invoke_model_is_access_denied() {
+    let cloud = cloud().await;
+    cloud.edit_registry(|r| {
+        r.role_mut(ids::ROLE_NAME)
+            .unwrap()
+            .permission_policies
+            .clear()
+    });
+    let err = bedrock(&cloud, provider_from_env(&cloud))
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("hi"))
+        .send()
+        .await
+        .unwrap_err();
+    let service = err.into_service_error();
+    assert!(service.is_access_denied_exception(), "{service:?}");
+    assert!(
+        service
+            .to_string()
+            .contains("is not authorized to perform: bedrock:InvokeModel"),
+        "{service}"
+    );
+}
+
+#[tokio::test]
+async fn expired_credentials_are_refused() {
+    // The cloud's clock runs ahead of the SDK's: its one-hour credentials are expired when presented.
+    let clock = Clock::tokio_driven();
+    let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
+    let issued = builder_from_env(&env_of(&cloud))
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+        .credentials()
+        .await
+        .unwrap();
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    tokio::time::resume();
+    let stale = aws_credential_types::Credentials::new(
+        issued.access_key_id(),
+        issued.secret_access_key(),
+        issued.session_token().map(str::to_string),
+        None,
+        "test",
+    );
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
+        .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
+        .endpoint_url(cloud.http_url())
+        .credentials_provider(stale)
+        .build();
+    let err = aws_sdk_bedrockruntime::Client::from_conf(config)
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("hi"))
+        .send()
+        .await
+        .unwrap_err();
+    let raw = err.raw_response().map(|r| {
+        (
+            r.status().as_u16(),
+            r.headers().get("x-amzn-errortype").map(str::to_string),
+        )
+    });
+    assert_eq!(raw, Some((403, Some("ExpiredTokenException".to_string()))));
+}
