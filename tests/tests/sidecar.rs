@@ -5,10 +5,7 @@
 use entra_federation::SecretString;
 use entra_federation::sidecar::{OVERRIDE_SETTING, SidecarClient, SidecarError};
 use entra_federation::validate::{KindPolicy, Policy, TokenKind, TokenValidator, ValidatorConfig};
-use local_cloud::sidecar::{DownstreamApi, SidecarConfig};
 use local_cloud::{LocalCloud, ids};
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use system_tests::*;
 
 async fn sidecar(
@@ -16,35 +13,13 @@ async fn sidecar(
     allow_overrides: bool,
     downstream_base: &str,
 ) -> SidecarClient {
-    let mut apis = HashMap::new();
-    apis.insert(
-        "weather-api".to_string(),
-        DownstreamApi {
-            base_url: downstream_base.into(),
-            scopes: vec![format!("{}/.default", ids::WEATHER_API_AUDIENCE)],
-            request_app_token: false,
-        },
-    );
-    let config = SidecarConfig {
-        instance: cloud.http_url(),
-        tenant_id: ids::TENANT_ID.into(),
-        blueprint_app_id: ids::BLUEPRINT_APP_ID.into(),
-        identity_endpoint: format!("{}/msi/token", cloud.http_url()),
-        downstream_apis: apis,
-        allow_unauthenticated_overrides: allow_overrides,
-        inbound_client_app_ids: vec![ids::CLIENT_SPA_APP_ID.into()],
-    };
-    let app = local_cloud::sidecar::router(config, cloud.state().clone()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    SidecarClient::new(url.parse().unwrap()).unwrap()
+    SidecarClient::new(
+        start_sidecar(cloud, allow_overrides, downstream_base)
+            .await
+            .parse()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn weather_validator(cloud: &LocalCloud) -> TokenValidator {
@@ -62,40 +37,8 @@ fn weather_validator(cloud: &LocalCloud) -> TokenValidator {
     TokenValidator::new(c).unwrap()
 }
 
-/// The developer signs in (password grant) for the Blueprint's access_as_user scope.
 async fn user_token(cloud: &LocalCloud) -> SecretString {
-    let form = [
-        ("grant_type", "password"),
-        ("client_id", ids::CLIENT_SPA_APP_ID),
-        ("username", ids::DEV_USER_UPN),
-        ("password", "local-dev-password"),
-        (
-            "scope",
-            &format!(
-                "api://{}/access_as_user openid profile",
-                ids::BLUEPRINT_APP_ID
-            ),
-        ),
-    ];
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            cloud.http_url(),
-            ids::TENANT_ID
-        ))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    SecretString::new(
-        r["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("sign-in failed: {r}"))
-            .to_string(),
-    )
+    dev_user_token(cloud).await
 }
 
 fn bearer(t: &entra_federation::sidecar::AgentToken) -> String {

@@ -1,0 +1,230 @@
+//! # weather-api
+//!
+//! The tutorial's downstream API, hardened: it accepts only Entra Agent ID tokens minted for its own
+//! audience (signature, issuer, tenant, audience, time, agent identity, Blueprint, app-only vs
+//! delegated permission) and serves real weather from Open-Meteo with honest units and errors.
+//!
+//! | route | |
+//! |---|---|
+//! | `GET /weather?city=&units=` | current weather (`units` = `imperial` (default) or `metric`) |
+//! | `GET /weather/forecast?city=&days=&units=` | a daily forecast, 1–16 days (default 5) |
+//! | `GET /health` | liveness |
+//!
+//! Errors are `{error, message}`: 400 bad input, 401 missing/invalid token (with
+//! `WWW-Authenticate`), 403 not allowed, 404 unknown city, 502 bad upstream answer, 503 upstream
+//! unreachable.
+
+// Handlers and their helpers return `Result<_, Response>` (axum's idiom); errors are the cold path.
+#![allow(clippy::result_large_err)]
+
+mod config;
+mod open_meteo;
+
+pub use config::{ConfigError, WeatherConfig};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use entra_federation::validate::{TokenValidator, ValidatedToken, ValidationError};
+use open_meteo::{OpenMeteo, Units, UpstreamError};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+struct App {
+    validator: TokenValidator,
+    weather: OpenMeteo,
+}
+
+/// Builds the router from validated configuration.
+pub fn router(config: WeatherConfig) -> Result<Router, ConfigError> {
+    let validator = TokenValidator::new(config.validator).map_err(|e| ConfigError::Invalid {
+        name: "validator",
+        reason: e.to_string(),
+    })?;
+    let weather = OpenMeteo::new(config.geocoding_url, config.forecast_url).map_err(|e| {
+        ConfigError::Invalid {
+            name: "http client",
+            reason: e,
+        }
+    })?;
+    let app = Arc::new(App { validator, weather });
+    Ok(Router::new()
+        .route(
+            "/health",
+            get(|| async { Json(json!({"status": "healthy", "service": "Weather API"})) }),
+        )
+        .route("/weather", get(current))
+        .route("/weather/forecast", get(forecast))
+        .with_state(app))
+}
+
+fn error(status: StatusCode, error: &str, message: &str) -> Response {
+    (status, Json(json!({"error": error, "message": message}))).into_response()
+}
+
+fn token_error(e: &ValidationError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let label = match e.status() {
+        403 => "Forbidden",
+        503 => "Token validation unavailable",
+        _ => "Unauthorized",
+    };
+    let mut r = error(status, label, &e.to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_str(&e.www_authenticate())
+                .unwrap_or(HeaderValue::from_static("Bearer")),
+        );
+    }
+    r
+}
+
+fn upstream_error(e: UpstreamError, city: &str) -> Response {
+    match e {
+        UpstreamError::UnknownCity => error(
+            StatusCode::NOT_FOUND,
+            "City not found",
+            &format!("No city named '{city}' is known to the geocoder"),
+        ),
+        UpstreamError::Unreachable(m) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Weather service unavailable",
+            &m,
+        ),
+        UpstreamError::BadAnswer(m) => error(
+            StatusCode::BAD_GATEWAY,
+            "Bad answer from the weather service",
+            &m,
+        ),
+    }
+}
+
+async fn authorize(app: &App, headers: &HeaderMap) -> Result<ValidatedToken, Response> {
+    let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+    app.validator.validate_header(header).await.map_err(|e| {
+        tracing::warn!(reason = %e, "token refused");
+        token_error(&e)
+    })
+}
+
+/// A city name: 1–80 characters of letters (any script), spaces, `-`, `'`, `.`.
+fn valid_city(city: &str) -> Result<String, Response> {
+    let c = city.trim();
+    let ok = (1..=80).contains(&c.chars().count())
+        && c.chars()
+            .all(|ch| ch.is_alphabetic() || matches!(ch, ' ' | '-' | '\'' | '.'));
+    if ok {
+        Ok(c.to_string())
+    } else {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            "Invalid city",
+            "city must be 1-80 letters, spaces, '-', ''' or '.'",
+        ))
+    }
+}
+
+fn units(u: Option<&str>) -> Result<Units, Response> {
+    match u.unwrap_or("imperial") {
+        "imperial" => Ok(Units::Imperial),
+        "metric" => Ok(Units::Metric),
+        other => Err(error(
+            StatusCode::BAD_REQUEST,
+            "Invalid units",
+            &format!("units must be imperial or metric, not '{other}'"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct CurrentQuery {
+    city: Option<String>,
+    units: Option<String>,
+}
+
+async fn current(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<CurrentQuery>,
+) -> Response {
+    let caller = match authorize(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (city, units) = match (
+        valid_city(q.city.as_deref().unwrap_or("Seattle")),
+        units(q.units.as_deref()),
+    ) {
+        (Ok(c), Ok(u)) => (c, u),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match app.weather.current(&city, units).await {
+        Ok(w) => {
+            tracing::info!(city = %w.city, agent = caller.claims.app_id().unwrap_or("-"), kind = ?caller.kind, "weather served");
+            let mut body = serde_json::to_value(&w).expect("serializes");
+            body["validated_by"] = json!("Agent Identity Token");
+            body["agent_app_id"] = json!(caller.claims.app_id());
+            body["is_agent_identity"] = json!(caller.claims.xms_par_app_azp.is_some());
+            body["token_kind"] = json!(if caller.kind
+                == entra_federation::validate::TokenKind::AppOnly
+            {
+                "app"
+            } else {
+                "user"
+            });
+            body["data_source"] = json!("Open-Meteo API");
+            Json(body).into_response()
+        }
+        Err(e) => upstream_error(e, &city),
+    }
+}
+
+#[derive(Deserialize)]
+struct ForecastQuery {
+    city: Option<String>,
+    days: Option<String>,
+    units: Option<String>,
+}
+
+async fn forecast(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ForecastQuery>,
+) -> Response {
+    let caller = match authorize(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (city, units) = match (
+        valid_city(q.city.as_deref().unwrap_or("Seattle")),
+        units(q.units.as_deref()),
+    ) {
+        (Ok(c), Ok(u)) => (c, u),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let days = match q.days.as_deref().map(str::parse::<u8>) {
+        None => 5,
+        Some(Ok(d)) if (1..=16).contains(&d) => d,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid days",
+                "days must be a whole number from 1 to 16",
+            );
+        }
+    };
+    match app.weather.forecast(&city, days, units).await {
+        Ok(f) => {
+            let mut body = serde_json::to_value(&f).expect("serializes");
+            body["validated_by"] = json!("Agent Identity Token");
+            body["agent_app_id"] = json!(caller.claims.app_id());
+            body["data_source"] = json!("Open-Meteo API");
+            Json(body).into_response()
+        }
+        Err(e) => upstream_error(e, &city),
+    }
+}

@@ -1,0 +1,42 @@
+//! `weather-api`: serves weather to Entra Agent ID callers on `PORT` (default 8080).
+
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+use weather_api::WeatherConfig;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = match WeatherConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weather-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
+    let app = match weather_api::router(config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("weather-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("weather-api: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(%addr, "weather-api listening");
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("weather-api: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
