@@ -1,11 +1,14 @@
 //! # local-stack
 //!
-//! The system on one machine, in one process: the local cloud and the services running as library
-//! routers and tasks. Today: the local cloud and the token-refresher in file mode, so an agent in
-//! another language can use the chain through `AWS_WEB_IDENTITY_TOKEN_FILE`.
+//! The whole system on one machine, in one process, on the tutorial's ports: the local cloud, the
+//! Agent ID sidecar emulation (`:5000`), the weather API (`:8080`), the agent (`:3000`), and the
+//! token-refresher in file mode for agents in other languages. Each service is the same library
+//! router its standalone binary serves.
 
 use entra_federation::{Builder, Clock};
 use local_cloud::LocalCloud;
+use local_cloud::ids;
+use local_cloud::sidecar::{DownstreamApi, SidecarConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +22,29 @@ pub struct StackOptions {
     pub cloud_http: SocketAddr,
     /// The local cloud's https address.
     pub cloud_https: SocketAddr,
+    /// The sidecar (tutorial: 5000).
+    pub sidecar: SocketAddr,
+    /// The weather API (tutorial: 8080).
+    pub weather_api: SocketAddr,
+    /// The agent (tutorial: 3000).
+    pub agent: SocketAddr,
     /// Where the CA, the env file and the token file go.
     pub state_dir: PathBuf,
+}
+
+impl StackOptions {
+    /// Every listener on 127.0.0.1 port 0 (tests).
+    pub fn ephemeral(state_dir: PathBuf) -> Self {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self {
+            cloud_http: any,
+            cloud_https: any,
+            sidecar: any,
+            weather_api: any,
+            agent: any,
+            state_dir,
+        }
+    }
 }
 
 /// Why the stack did not start.
@@ -32,6 +56,17 @@ pub enum StackError {
     /// The provider could not be configured.
     #[error(transparent)]
     Config(#[from] entra_federation::ConfigError),
+    /// A service could not be configured.
+    #[error("{0}")]
+    Service(String),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
     /// A directory could not be made.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -52,6 +87,12 @@ pub struct Stack {
     pub token_file: PathBuf,
     /// The refresher's status.
     pub refresher: Arc<Status>,
+    /// `http://127.0.0.1:PORT` of the sidecar.
+    pub sidecar_url: String,
+    /// `http://127.0.0.1:PORT` of the weather API.
+    pub weather_url: String,
+    /// `http://127.0.0.1:PORT` of the agent.
+    pub agent_url: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -85,9 +126,51 @@ impl Stack {
             ),
         ]
     }
+
+    /// A shell command that signs the local developer in and prints a user token for the OBO flow.
+    pub fn dev_sign_in_command(&self) -> String {
+        format!(
+            "curl -s {}/{}/oauth2/v2.0/token -d grant_type=password -d client_id={} -d username={} -d password=local-dev-password -d 'scope=api://{}/access_as_user' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'",
+            self.cloud.http_url(),
+            ids::TENANT_ID,
+            ids::CLIENT_SPA_APP_ID,
+            ids::DEV_USER_UPN,
+            ids::BLUEPRINT_APP_ID
+        )
+    }
 }
 
-/// Starts the local cloud and the token-refresher (file mode), and waits for the first token file.
+async fn serve(
+    addr: SocketAddr,
+    app: axum::Router,
+    with_peer: bool,
+) -> Result<(String, tokio::task::JoinHandle<()>), StackError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StackError::Bind { addr, source })?;
+    let url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .map_err(|source| StackError::Bind { addr, source })?
+    );
+    let task = if with_peer {
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        })
+    } else {
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        })
+    };
+    Ok((url, task))
+}
+
+/// Starts everything and waits for the refresher's first token file.
 pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
     let cloud = LocalCloud::builder()
         .http_listen(opts.cloud_http)
@@ -97,15 +180,78 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
         .await?;
     let env_file = opts.state_dir.join("local-cloud.env");
     cloud.write_env_file(&env_file)?;
+    let mut env: HashMap<String, String> = cloud.env().into_iter().collect();
+    let mut tasks = Vec::new();
+
+    // Weather API first: the sidecar's downstream entry and the agent point at it.
+    let (weather_url, t) = {
+        let weather_env = env.clone();
+        let config = weather_api::WeatherConfig::from_env_fn(move |k| weather_env.get(k).cloned())
+            .map_err(|e| StackError::Service(format!("weather-api: {e}")))?;
+        serve(
+            opts.weather_api,
+            weather_api::router(config)
+                .map_err(|e| StackError::Service(format!("weather-api: {e}")))?,
+            false,
+        )
+        .await?
+    };
+    tasks.push(t);
+
+    // The sidecar, as the tutorial configures it, with the override the agent needs since 1.1.0.
+    let mut apis = HashMap::new();
+    apis.insert(
+        "weather-api".to_string(),
+        DownstreamApi {
+            base_url: weather_url.clone(),
+            scopes: vec![format!("{}/.default", ids::WEATHER_API_AUDIENCE)],
+            request_app_token: false,
+        },
+    );
+    let sidecar_config = SidecarConfig {
+        instance: cloud.http_url(),
+        tenant_id: ids::TENANT_ID.into(),
+        blueprint_app_id: ids::BLUEPRINT_APP_ID.into(),
+        identity_endpoint: format!("{}/msi/token", cloud.http_url()),
+        downstream_apis: apis,
+        allow_unauthenticated_overrides: true,
+        inbound_client_app_ids: vec![ids::CLIENT_SPA_APP_ID.into()],
+    };
+    let (sidecar_url, t) = serve(
+        opts.sidecar,
+        local_cloud::sidecar::router(sidecar_config, cloud.state().clone())
+            .map_err(StackError::Service)?,
+        true,
+    )
+    .await?;
+    tasks.push(t);
+
+    // The agent, with the library's provider in process.
+    env.insert("SIDECAR_URL".into(), sidecar_url.clone());
+    env.insert("WEATHER_API_URL".into(), weather_url.clone());
+    let lookup = env.clone();
+    let provider = Builder::from_env_fn(move |k| lookup.get(k).cloned())?.build()?;
+    let agent_env = env.clone();
+    let agent_config = llm_agent::AgentConfig::from_env_fn(move |k| agent_env.get(k).cloned())
+        .map_err(|e| StackError::Service(format!("llm-agent: {e}")))?;
+    let (agent_url, t) = serve(
+        opts.agent,
+        llm_agent::router(agent_config, provider)
+            .map_err(|e| StackError::Service(format!("llm-agent: {e}")))?,
+        false,
+    )
+    .await?;
+    tasks.push(t);
+
+    // The token-refresher (file mode) for agents in other languages.
     let token_dir = opts.state_dir.join("azure-token");
     std::fs::create_dir_all(&token_dir).map_err(|source| StackError::Dir {
         path: token_dir.clone(),
         source,
     })?;
     let token_file = token_dir.join("token");
-
-    let env: HashMap<String, String> = cloud.env().into_iter().collect();
-    let provider = Builder::from_env_fn(move |k| env.get(k).cloned())?.build()?;
+    let lookup = env.clone();
+    let refresher_provider = Builder::from_env_fn(move |k| lookup.get(k).cloned())?.build()?;
     let refresher = Arc::new(Status::default());
     let file = FileMode {
         path: token_file.clone(),
@@ -113,20 +259,42 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
         once: false,
         ready_file: None,
     };
-    let task = {
-        let status = refresher.clone();
-        tokio::spawn(async move {
-            if let Err(e) = file_mode::run(&provider, &file, &Clock::system(), &status).await {
-                tracing::error!(error = %e, "token-refresher stopped");
-            }
-        })
-    };
+    let status = refresher.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = file_mode::run(&refresher_provider, &file, &Clock::system(), &status).await
+        {
+            tracing::error!(error = %e, "token-refresher stopped");
+        }
+    }));
     refresher.first_write().await;
     Ok(Stack {
         cloud,
         env_file,
         token_file,
         refresher,
-        tasks: vec![task],
+        sidecar_url,
+        weather_url,
+        agent_url,
+        tasks,
     })
+}
+
+/// Asks the agent `message` (Bedrock mode, autonomous flow) and returns its JSON reply and status.
+pub async fn scripted_chat(
+    stack: &Stack,
+    message: &str,
+) -> Result<(u16, serde_json::Value), String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/chat", stack.agent_url))
+        .json(&serde_json::json!({"message": message, "llm_mode": "bedrock", "token_flow": "autonomous"}))
+        .timeout(std::time::Duration::from_secs(120))
+        .send()
+        .await
+        .map_err(|e| format!("the agent did not answer: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .json()
+        .await
+        .map_err(|e| format!("the agent's answer is not JSON: {e}"))?;
+    Ok((status, body))
 }

@@ -5,17 +5,25 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use system_tests::run_python;
 
+const EPHEMERAL: &[&str] = &[
+    "--cloud-listen",
+    "127.0.0.1:0",
+    "--cloud-https-listen",
+    "127.0.0.1:0",
+    "--agent-listen",
+    "127.0.0.1:0",
+    "--sidecar-listen",
+    "127.0.0.1:0",
+    "--weather-listen",
+    "127.0.0.1:0",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_agent_uses_the_stacks_token_file() {
     let dir = std::env::temp_dir().join(format!("local-stack-test-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_local-stack"))
-        .args([
-            "--cloud-listen",
-            "127.0.0.1:0",
-            "--cloud-https-listen",
-            "127.0.0.1:0",
-            "--state-dir",
-        ])
+        .args(EPHEMERAL)
+        .arg("--state-dir")
         .arg(&dir)
         .stdout(Stdio::piped())
         .spawn()
@@ -26,7 +34,7 @@ async fn a_python_agent_uses_the_stacks_token_file() {
         stdout
             .lines()
             .map_while(Result::ok)
-            .take_while(|l| !l.starts_with("serving until"))
+            .take_while(|l| !l.starts_with("open http"))
             .collect()
     });
     let env: HashMap<String, String> = printed
@@ -53,13 +61,8 @@ async fn a_python_agent_uses_the_stacks_token_file() {
     let _ = child.wait();
 
     let status = Command::new(env!("CARGO_BIN_EXE_local-stack"))
-        .args([
-            "--once",
-            "--cloud-listen",
-            "127.0.0.1:0",
-            "--cloud-https-listen",
-            "127.0.0.1:0",
-        ])
+        .arg("--once")
+        .args(EPHEMERAL)
         .stdout(Stdio::null())
         .status()
         .unwrap();

@@ -1,0 +1,126 @@
+//! Configuration from the environment (the tutorial's names).
+
+use url::Url;
+
+/// A missing or malformed setting, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Missing.
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+        /// What it holds.
+        hint: &'static str,
+    },
+    /// Malformed.
+    #[error("{name}='{value}' is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// The credentials provider.
+    #[error(transparent)]
+    Provider(#[from] entra_federation::ConfigError),
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `SIDECAR_URL` (default `http://localhost:5000`).
+    pub sidecar_url: Url,
+    /// `WEATHER_API_URL` (default `http://localhost:8080`).
+    pub weather_api_url: Url,
+    /// `SIDECAR_WEATHER_API_NAME`: the sidecar's downstream API entry (default `weather-api`).
+    pub sidecar_api: String,
+    /// `AGENT_APP_ID`: the agent identity.
+    pub agent_app_id: String,
+    /// `BLUEPRINT_APP_ID`: the user token's audience for OBO.
+    pub blueprint_app_id: String,
+    /// `TENANT_ID`.
+    pub tenant_id: String,
+    /// `CLIENT_SPA_APP_ID`: the app users sign in with (allowed to present user tokens).
+    pub client_spa_app_id: Option<String>,
+    /// `AZURE_AUTHORITY_HOST`.
+    pub authority: Url,
+    /// `ENTRA_FEDERATION_CA_FILE`.
+    pub root_ca: Option<std::path::PathBuf>,
+    /// `AWS_REGION` (default `us-east-2`).
+    pub aws_region: String,
+    /// `BEDROCK_MODEL_ID`.
+    pub bedrock_model: String,
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` / `AWS_ENDPOINT_URL`.
+    pub bedrock_endpoint: Option<String>,
+    /// `PUBLIC_URL`: where users reach the page (the MSAL redirect URI; default `http://localhost:3000`).
+    pub public_url: String,
+    /// `PORT` (default 3000).
+    pub port: u16,
+}
+
+impl AgentConfig {
+    /// From `get` (the process environment, or a map in tests).
+    pub fn from_env_fn(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let url = |name: &'static str, default: &str| {
+            let v = get(name).unwrap_or_else(|| default.to_string());
+            Url::parse(&v).map_err(|e| ConfigError::Invalid {
+                name,
+                value: v,
+                reason: e.to_string(),
+            })
+        };
+        let required = |name: &'static str, hint: &'static str| {
+            get(name).ok_or(ConfigError::Missing { name, hint })
+        };
+        let port = match get("PORT") {
+            None => 3000,
+            Some(p) => p.parse().map_err(|_| ConfigError::Invalid {
+                name: "PORT",
+                value: p,
+                reason: "not a port number".into(),
+            })?,
+        };
+        Ok(Self {
+            sidecar_url: url("SIDECAR_URL", "http://localhost:5000")?,
+            weather_api_url: url("WEATHER_API_URL", "http://localhost:8080")?,
+            sidecar_api: get("SIDECAR_WEATHER_API_NAME").unwrap_or_else(|| "weather-api".into()),
+            agent_app_id: required(
+                "AGENT_APP_ID",
+                "the agent identity's client id (AgentIdentity at the sidecar)",
+            )?,
+            blueprint_app_id: required(
+                "BLUEPRINT_APP_ID",
+                "the Agent Identity Blueprint's app id (the audience of user tokens for OBO)",
+            )?,
+            tenant_id: get("TENANT_ID").or_else(|| get("AZURE_TENANT_ID")).ok_or(
+                ConfigError::Missing {
+                    name: "TENANT_ID",
+                    hint: "the Entra tenant",
+                },
+            )?,
+            client_spa_app_id: get("CLIENT_SPA_APP_ID"),
+            authority: url(
+                "AZURE_AUTHORITY_HOST",
+                entra_federation::config::DEFAULT_AUTHORITY,
+            )?,
+            root_ca: get("ENTRA_FEDERATION_CA_FILE").map(Into::into),
+            aws_region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-2".into()),
+            bedrock_model: get("BEDROCK_MODEL_ID")
+                .unwrap_or_else(|| "us.anthropic.claude-3-haiku-20240307-v1:0".into()),
+            bedrock_endpoint: get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+                .or_else(|| get("AWS_ENDPOINT_URL")),
+            public_url: get("PUBLIC_URL").unwrap_or_else(|| "http://localhost:3000".into()),
+            port,
+        })
+    }
+}

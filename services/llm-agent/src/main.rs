@@ -1,0 +1,35 @@
+//! `llm-agent`: the chat API and page on `PORT` (default 3000).
+
+use entra_federation::EntraCredentialsProvider;
+use llm_agent::AgentConfig;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llm-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = AgentConfig::from_env_fn(|k| std::env::var(k).ok())?;
+    let provider = EntraCredentialsProvider::from_env()?;
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
+    let app = llm_agent::router(config, provider)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "llm-agent listening");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
