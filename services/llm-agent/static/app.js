@@ -1,4 +1,4 @@
-// The agent's page. Every value from the server is rendered with textContent, never innerHTML.
+// The agent's page. Every value from the server is rendered with textContent, never parsed as HTML.
 "use strict";
 
 function el(tag, cls, text) {

@@ -266,7 +266,18 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
             tracing::error!(error = %e, "token-refresher stopped");
         }
     }));
-    refresher.first_write().await;
+    // The chain works end to end once the first token file is written; say why if it does not.
+    if tokio::time::timeout(std::time::Duration::from_secs(60), refresher.first_write())
+        .await
+        .is_err()
+    {
+        return Err(StackError::Service(format!(
+            "the token-refresher wrote no token within 60 s: {}",
+            refresher
+                .last_error()
+                .unwrap_or_else(|| "no error reported".into())
+        )));
+    }
     Ok(Stack {
         cloud,
         env_file,
