@@ -8,10 +8,10 @@
 //! - the local developer's sign-in (the password grant) for the Blueprint's `access_as_user` scope.
 
 use crate::entra::{EntraResult, app_token_claims, issue, verify_federated_assertion};
+use crate::keys::VerifyError;
 use crate::registry::{App, Registry, TOKEN_EXCHANGE_APP_ID};
 use crate::state::CloudState;
 use entra_federation::clock::unix_seconds;
-use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -50,45 +50,25 @@ pub fn blueprint_exchange_token(
 /// Checks a T1 presented by an agent identity: ours, unexpired, for this agent, from its Blueprint.
 fn verify_t1(s: &CloudState, reg: &Registry, agent: &App, t1: &str) -> Result<(), Failure> {
     let bad = |m: &str| (401, "invalid_client", 700213, m.to_string());
-    let header = jsonwebtoken::decode_header(t1).map_err(|_| {
-        (
-            400,
-            "invalid_client",
-            50027,
-            "JWT token is invalid or malformed.".to_string(),
-        )
-    })?;
-    let keys = s
+    let claims = s
         .tenant_keys
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|k| keys.find(k))
-        .ok_or_else(|| {
-            (
+        .verify(t1)
+        .map_err(|e| match e {
+            VerifyError::Malformed => (
+                400,
+                "invalid_client",
+                50027,
+                "JWT token is invalid or malformed.".to_string(),
+            ),
+            _ => (
                 401,
                 "invalid_client",
                 700027,
                 "Client assertion failed signature validation.".to_string(),
-            )
+            ),
         })?;
-    let mut v = Validation::new(Algorithm::RS256);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Value>(t1, key.decoding_key(), &v)
-        .map_err(|_| {
-            (
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion failed signature validation.".to_string(),
-            )
-        })?
-        .claims;
     if claims["exp"].as_u64().unwrap_or(0) + 300 < unix_seconds(s.clock.now()) {
         return Err((
             400,
@@ -220,24 +200,16 @@ fn verify_user_token(
             format!("Assertion failed signature validation or is invalid: {m}"),
         )
     };
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
-    let keys = s
+    let claims = s
         .tenant_keys
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|k| keys.find(k))
-        .ok_or_else(|| invalid("unknown signing key"))?;
-    let mut v = Validation::new(Algorithm::RS256);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Value>(token, key.decoding_key(), &v)
-        .map_err(|_| invalid("signature"))?
-        .claims;
+        .verify(token)
+        .map_err(|e| match e {
+            VerifyError::Malformed => invalid("malformed"),
+            VerifyError::UnknownKey => invalid("unknown signing key"),
+            _ => invalid("signature"),
+        })?;
     if claims["exp"].as_u64().unwrap_or(0) < unix_seconds(s.clock.now()) {
         return Err((
             400,

@@ -2,6 +2,7 @@
 //! client credentials with a federated client assertion.
 
 use crate::identity::add_retry_after;
+use crate::keys::VerifyError;
 use crate::registry::{
     App, FederatedCredential, Registry, TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_URI,
 };
@@ -11,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use entra_federation::clock::unix_seconds;
-use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -486,7 +486,7 @@ pub fn verify_federated_assertion(
             "JWT token is invalid or malformed.".to_string(),
         )
     };
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| malformed())?;
+    jsonwebtoken::decode_header(assertion).map_err(|_| malformed())?;
     let claims: Value =
         jsonwebtoken::dangerous::insecure_decode_claims(assertion).map_err(|_| malformed())?;
     let iss = claims["iss"].as_str().unwrap_or_default().to_string();
@@ -559,38 +559,26 @@ pub fn verify_federated_assertion(
             ),
         ));
     };
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|k| keys.find(k))
-        .ok_or_else(|| {
-            (
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion failed signature validation. The signing key was not found."
-                    .to_string(),
-            )
-        })?;
-    if header.alg != Algorithm::RS256 {
-        return Err((
+    keys.verify(assertion).map_err(|e| match e {
+        VerifyError::Algorithm => (
             401,
             "invalid_client",
             700027,
-            "Client assertion failed signature validation. Unsupported algorithm.".into(),
-        ));
-    }
-    let mut v = Validation::new(Algorithm::RS256);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    jsonwebtoken::decode::<Value>(assertion, key.decoding_key(), &v).map_err(|_| {
-        (
+            "Client assertion failed signature validation. Unsupported algorithm.".to_string(),
+        ),
+        VerifyError::UnknownKey => (
+            401,
+            "invalid_client",
+            700027,
+            "Client assertion failed signature validation. The signing key was not found."
+                .to_string(),
+        ),
+        _ => (
             401,
             "invalid_client",
             700027,
             "Client assertion failed signature validation.".to_string(),
-        )
+        ),
     })?;
     let now = unix_seconds(s.clock.now());
     let exp = claims["exp"].as_u64().unwrap_or(0);

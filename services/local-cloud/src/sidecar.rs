@@ -347,35 +347,52 @@ async fn authenticated(
     Path(api): Path<String>,
     Query(q): Query<AgentQuery>,
 ) -> Response {
-    s.count("sidecar:AuthorizationHeader");
-    if let Some(r) = loopback_only(&peer) {
-        return r;
-    }
-    let user = match s.inbound_user(&headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let cfg = match s.api(&api) {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
-    };
-    let scope = cfg.scopes.join(" ");
-    let token = match (
-        q.agent_identity.filter(|a| !a.is_empty()),
-        cfg.request_app_token,
-    ) {
-        (Some(agent), false) => s.agent_obo_token(&agent, &scope, &user).await,
-        (Some(agent), true) => s.agent_app_token(&agent, &scope).await,
-        (None, _) => Err(problem(
-            400,
-            "On-behalf-of for the Blueprint itself is not emulated; pass AgentIdentity.",
-        )),
-    };
-    match token {
+    match s
+        .caller_agent_token(
+            "sidecar:AuthorizationHeader",
+            &peer,
+            &headers,
+            &api,
+            q.agent_identity,
+        )
+        .await
+    {
         Ok(t) => {
             no_cache(Json(json!({"authorizationHeader": format!("Bearer {t}")})).into_response())
         }
         Err(r) => r,
+    }
+}
+
+impl Sidecar {
+    /// The prologue of the authenticated routes: count, loopback, the caller's user token, the API,
+    /// then the agent's token for it (on behalf of the user, or app-only when `RequestAppToken`).
+    async fn caller_agent_token(
+        &self,
+        counter: &str,
+        peer: &SocketAddr,
+        headers: &HeaderMap,
+        api: &str,
+        agent: Option<String>,
+    ) -> Result<String, Response> {
+        self.count(counter);
+        if let Some(r) = loopback_only(peer) {
+            return Err(r);
+        }
+        let user = self.inbound_user(headers).await?;
+        let cfg = self.api(api)?.clone();
+        let Some(agent) = agent.filter(|a| !a.is_empty()) else {
+            return Err(problem(
+                400,
+                "AgentIdentity is required by this emulation (on-behalf-of for the Blueprint itself is not emulated).",
+            ));
+        };
+        let scope = cfg.scopes.join(" ");
+        if cfg.request_app_token {
+            self.agent_app_token(&agent, &scope).await
+        } else {
+            self.agent_obo_token(&agent, &scope, &user).await
+        }
     }
 }
 
@@ -394,29 +411,21 @@ async fn downstream(
     Path(api): Path<String>,
     Query(q): Query<DownstreamQuery>,
 ) -> Response {
-    s.count("sidecar:DownstreamApi");
-    if let Some(r) = loopback_only(&peer) {
-        return r;
-    }
-    let user = match s.inbound_user(&headers).await {
-        Ok(u) => u,
+    let token = match s
+        .caller_agent_token(
+            "sidecar:DownstreamApi",
+            &peer,
+            &headers,
+            &api,
+            q.agent_identity,
+        )
+        .await
+    {
+        Ok(t) => t,
         Err(r) => return r,
     };
     let cfg = match s.api(&api) {
         Ok(c) => c.clone(),
-        Err(r) => return r,
-    };
-    let Some(agent) = q.agent_identity.filter(|a| !a.is_empty()) else {
-        return problem(400, "AgentIdentity is required by this emulation.");
-    };
-    let scope = cfg.scopes.join(" ");
-    let token = if cfg.request_app_token {
-        s.agent_app_token(&agent, &scope).await
-    } else {
-        s.agent_obo_token(&agent, &scope, &user).await
-    };
-    let token = match token {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let url = format!(

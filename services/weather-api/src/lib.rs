@@ -140,6 +140,18 @@ fn units(u: Option<&str>) -> Result<Units, Response> {
     }
 }
 
+/// The prologue both routes share: the caller's token, then the city and units.
+async fn prologue(
+    app: &App,
+    headers: &HeaderMap,
+    city: Option<&str>,
+    units_param: Option<&str>,
+) -> Result<(ValidatedToken, String, Units), Response> {
+    let caller = authorize(app, headers).await?;
+    let city = valid_city(city.unwrap_or("Seattle"))?;
+    Ok((caller, city, units(units_param)?))
+}
+
 #[derive(Deserialize)]
 struct CurrentQuery {
     city: Option<String>,
@@ -151,17 +163,11 @@ async fn current(
     headers: HeaderMap,
     Query(q): Query<CurrentQuery>,
 ) -> Response {
-    let caller = match authorize(&app, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (city, units) = match (
-        valid_city(q.city.as_deref().unwrap_or("Seattle")),
-        units(q.units.as_deref()),
-    ) {
-        (Ok(c), Ok(u)) => (c, u),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+    let (caller, city, units) =
+        match prologue(&app, &headers, q.city.as_deref(), q.units.as_deref()).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
     match app.weather.current(&city, units).await {
         Ok(w) => {
             tracing::info!(city = %w.city, agent = caller.claims.app_id().unwrap_or("-"), kind = ?caller.kind, "weather served");
@@ -195,17 +201,11 @@ async fn forecast(
     headers: HeaderMap,
     Query(q): Query<ForecastQuery>,
 ) -> Response {
-    let caller = match authorize(&app, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (city, units) = match (
-        valid_city(q.city.as_deref().unwrap_or("Seattle")),
-        units(q.units.as_deref()),
-    ) {
-        (Ok(c), Ok(u)) => (c, u),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+    let (caller, city, units) =
+        match prologue(&app, &headers, q.city.as_deref(), q.units.as_deref()).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
     let days = match q.days.as_deref().map(str::parse::<u8>) {
         None => 5,
         Some(Ok(d)) if (1..=16).contains(&d) => d,
