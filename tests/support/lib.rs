@@ -215,3 +215,23 @@ pub async fn dev_user_token(cloud: &LocalCloud) -> entra_federation::SecretStrin
             .to_string(),
     )
 }
+
+/// The browser peer: Debian's Chromium and the pinned `playwright-core` in `tests/browser`
+/// (installed from its lock file on first use). Fails loudly when either is missing.
+pub fn browser_peer() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(Path::new(&chromium).exists(), "{chromium} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does");
+        let dir = workspace_root().join("tests/browser");
+        let lock = std::fs::File::create(workspace_root().join("target/browser-peer.lock")).expect("lock file");
+        lock.lock().expect("lock");
+        if !dir.join("node_modules/playwright-core").exists() {
+            let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status().expect("npm must be installed to run the browser test");
+            assert!(status.success(), "npm ci in tests/browser failed: playwright-core is required");
+        }
+        lock.unlock().expect("unlock");
+        dir
+    })
+    .clone()
+}

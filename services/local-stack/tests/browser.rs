@@ -1,0 +1,68 @@
+//! The page in a real browser (Debian's Chromium, driven by playwright-core): a question in Bedrock
+//! mode gets its answer and trace rendered; markup in a message stays text; the CSP is not violated.
+
+use local_stack::{StackOptions, start};
+use std::process::Command;
+use system_tests::{browser_peer, workspace_root};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_in_chromium_and_renders_data_as_text() {
+    let dir = std::env::temp_dir().join(format!("local-stack-browser-{}", std::process::id()));
+    let stack = start(StackOptions::ephemeral(dir))
+        .await
+        .expect("the stack starts");
+    let browser = tokio::task::spawn_blocking(browser_peer).await.unwrap();
+    let screenshot = workspace_root().join("target/agent-page.png");
+    let url = stack.agent_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(browser.join("page.mjs"))
+            .env("AGENT_URL", url)
+            .env("SCREENSHOT", &screenshot)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert!(
+        r["answer"]
+            .as_str()
+            .unwrap()
+            .contains("The weather in Dallas"),
+        "{r}"
+    );
+    let trace: Vec<&str> = r["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        trace.contains(&"0.A START")
+            && trace.contains(&"5. COMPLETE")
+            && trace.contains(&"2.C TOKEN RECEIVED"),
+        "{trace:?}"
+    );
+    assert_eq!(
+        r["injected_elements"], 0,
+        "markup in a message became an element"
+    );
+    assert_eq!(r["pwned"], false);
+    assert!(
+        r["user_bubble"].as_str().unwrap().contains("<img src=x"),
+        "{r}"
+    );
+    assert_eq!(
+        r["violations"],
+        serde_json::json!([]),
+        "CSP violations or page errors"
+    );
+    assert!(r["status"].as_str().unwrap().contains("Sidecar"));
+}
