@@ -222,3 +222,38 @@ async fn expired_credentials_are_refused() {
     });
     assert_eq!(raw, Some((403, Some("ExpiredTokenException".to_string()))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_keys_are_unrecognized_clients() {
+    let cloud = cloud().await;
+    let fake = aws_credential_types::Credentials::new(
+        "ASIAUNKNOWNKEY000000",
+        "secret",
+        Some("token".into()),
+        None,
+        "test",
+    );
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
+        .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
+        .endpoint_url(cloud.http_url())
+        .credentials_provider(fake)
+        .build();
+    let err = aws_sdk_bedrockruntime::Client::from_conf(config)
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("hi"))
+        .send()
+        .await
+        .unwrap_err();
+    let raw = err.raw_response().map(|r| {
+        (
+            r.status().as_u16(),
+            r.headers().get("x-amzn-errortype").map(str::to_string),
+        )
+    });
+    assert_eq!(
+        raw,
+        Some((403, Some("UnrecognizedClientException".to_string())))
+    );
+}
