@@ -14,15 +14,32 @@ use system_tests::*;
 
 fn bedrock(
     cloud: &LocalCloud,
-    provider: entra_federation::EntraCredentialsProvider,
+    credentials: impl aws_credential_types::provider::ProvideCredentials + 'static,
 ) -> aws_sdk_bedrockruntime::Client {
     let config = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
         .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
         .endpoint_url(cloud.http_url())
-        .credentials_provider(provider)
+        .credentials_provider(credentials)
         .build();
     aws_sdk_bedrockruntime::Client::from_conf(config)
+}
+
+/// The HTTP status and `x-amzn-errortype` of a refused converse.
+async fn refusal(client: &aws_sdk_bedrockruntime::Client) -> Option<(u16, Option<String>)> {
+    let err = client
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("hi"))
+        .send()
+        .await
+        .unwrap_err();
+    err.raw_response().map(|r| {
+        (
+            r.status().as_u16(),
+            r.headers().get("x-amzn-errortype").map(str::to_string),
+        )
+    })
 }
 
 fn weather_tool() -> ToolConfiguration {
@@ -201,26 +218,10 @@ async fn expired_credentials_are_refused() {
         None,
         "test",
     );
-    let config = aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
-        .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
-        .endpoint_url(cloud.http_url())
-        .credentials_provider(stale)
-        .build();
-    let err = aws_sdk_bedrockruntime::Client::from_conf(config)
-        .converse()
-        .model_id(ids::BEDROCK_MODEL_ID)
-        .messages(user("hi"))
-        .send()
-        .await
-        .unwrap_err();
-    let raw = err.raw_response().map(|r| {
-        (
-            r.status().as_u16(),
-            r.headers().get("x-amzn-errortype").map(str::to_string),
-        )
-    });
-    assert_eq!(raw, Some((403, Some("ExpiredTokenException".to_string()))));
+    assert_eq!(
+        refusal(&bedrock(&cloud, stale)).await,
+        Some((403, Some("ExpiredTokenException".to_string())))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,27 +234,8 @@ async fn unknown_keys_are_unrecognized_clients() {
         None,
         "test",
     );
-    let config = aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
-        .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
-        .endpoint_url(cloud.http_url())
-        .credentials_provider(fake)
-        .build();
-    let err = aws_sdk_bedrockruntime::Client::from_conf(config)
-        .converse()
-        .model_id(ids::BEDROCK_MODEL_ID)
-        .messages(user("hi"))
-        .send()
-        .await
-        .unwrap_err();
-    let raw = err.raw_response().map(|r| {
-        (
-            r.status().as_u16(),
-            r.headers().get("x-amzn-errortype").map(str::to_string),
-        )
-    });
     assert_eq!(
-        raw,
+        refusal(&bedrock(&cloud, fake)).await,
         Some((403, Some("UnrecognizedClientException".to_string())))
     );
 }
