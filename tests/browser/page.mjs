@@ -33,6 +33,17 @@ try {
   result.injected_elements = await page.$$eval("#injected", (els) => els.length);
   result.pwned = await page.evaluate(() => window.pwned === 1);
   result.user_bubble = await page.textContent(".msg.user:nth-of-type(3)");
+  // On behalf of the signed-in developer: the token is pasted, the OBO flow chosen.
+  if (process.env.USER_TOKEN) {
+    await page.check('input[name="flow"][value="obo"]');
+    await page.check('input[name="mode"][value="direct"]');
+    await page.fill("#user-token", process.env.USER_TOKEN);
+    await page.fill("#message", "Weather in London?");
+    await page.click("#send");
+    await page.waitForFunction(() => document.querySelectorAll(".msg").length >= 6, null, { timeout: 60000 });
+    result.obo_answer = await page.textContent(".msg:nth-of-type(6)");
+    result.obo_trace = await page.$$eval("#trace li .step", (els) => els.map((e) => e.textContent));
+  }
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
 } finally {
   await browser.close();

@@ -181,6 +181,23 @@ pub async fn search(
     }
 }
 
+/// `timezone=auto` resolves to the zone of the coordinates (here: the nearest known city's), as
+/// Open-Meteo does; no parameter means GMT; a named zone is echoed.
+fn timezone(asked: Option<&str>, lat: f64, lon: f64) -> String {
+    match asked {
+        None => "GMT".into(),
+        Some("auto") => CITIES
+            .iter()
+            .min_by(|a, b| {
+                ((a.1 - lat).powi(2) + (a.2 - lon).powi(2))
+                    .total_cmp(&((b.1 - lat).powi(2) + (b.2 - lon).powi(2)))
+            })
+            .map(|c| c.3.to_string())
+            .unwrap_or_else(|| "GMT".into()),
+        Some(zone) => zone.to_string(),
+    }
+}
+
 fn bad(reason: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -255,7 +272,7 @@ pub async fn forecast(
     let daily_days: Vec<u64> = (0..days as u64).map(|i| day + i).collect();
     Json(json!({
         "latitude": lat, "longitude": lon, "generationtime_ms": 0.05, "utc_offset_seconds": 0,
-        "timezone": q.get("timezone").cloned().unwrap_or_else(|| "GMT".into()), "elevation": 50.0,
+        "timezone": timezone(q.get("timezone").map(String::as_str), lat, lon), "elevation": 50.0,
         "current_units": {"time": "iso8601", "interval": "seconds", "temperature_2m": t_unit, "relative_humidity_2m": "%", "weather_code": "wmo code", "wind_speed_10m": wind_unit},
         "current": {
             "time": format!("{}T12:00", date(day)), "interval": 900,
@@ -274,4 +291,17 @@ pub async fn forecast(
         },
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timezone;
+
+    #[test]
+    fn auto_timezone_resolves_to_the_place() {
+        assert_eq!(timezone(Some("auto"), 51.5, -0.12), "Europe/London");
+        assert_eq!(timezone(Some("auto"), 32.78, -96.8), "America/Chicago");
+        assert_eq!(timezone(None, 0.0, 0.0), "GMT");
+        assert_eq!(timezone(Some("Asia/Tokyo"), 0.0, 0.0), "Asia/Tokyo");
+    }
 }

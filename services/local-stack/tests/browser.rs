@@ -3,7 +3,7 @@
 
 use local_stack::{StackOptions, start};
 use std::process::Command;
-use system_tests::{browser_peer, workspace_root};
+use system_tests::{browser_peer, dev_user_token, workspace_root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_works_in_chromium_and_renders_data_as_text() {
@@ -14,10 +14,15 @@ async fn the_page_works_in_chromium_and_renders_data_as_text() {
     let browser = tokio::task::spawn_blocking(browser_peer).await.unwrap();
     let screenshot = workspace_root().join("target/agent-page.png");
     let url = stack.agent_url.clone();
+    let user = dev_user_token(&stack.cloud)
+        .await
+        .expose_secret()
+        .to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(browser.join("page.mjs"))
             .env("AGENT_URL", url)
+            .env("USER_TOKEN", user)
             .env("SCREENSHOT", &screenshot)
             .output()
             .expect("node runs")
@@ -65,4 +70,24 @@ async fn the_page_works_in_chromium_and_renders_data_as_text() {
         "CSP violations or page errors"
     );
     assert!(r["status"].as_str().unwrap().contains("Sidecar"));
+    // The on-behalf-of flow through the page, with the developer's sign-in token.
+    assert!(
+        r["obo_answer"]
+            .as_str()
+            .unwrap()
+            .contains("Weather for London"),
+        "{r}"
+    );
+    let obo: Vec<&str> = r["obo_trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        obo.contains(&"OBO 0.A USER TOKEN (Tc)")
+            && obo.contains(&"OBO 2.D TOKEN RECEIVED")
+            && obo.contains(&"5. COMPLETE"),
+        "{obo:?}"
+    );
 }
