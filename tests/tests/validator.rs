@@ -407,3 +407,58 @@ async fn each_kind_of_token_must_be_authorised_explicitly() {
         ValidationError::MissingClaim("idtyp")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_do_not_wait_on_the_periodic_refresh() {
+    let clock = entra_federation::Clock::tokio_driven();
+    let cloud = cloud_with(local_cloud::Registry::tutorial_default(), clock.clone()).await;
+    let mut config = ValidatorConfig::new(
+        ids::TENANT_ID,
+        vec![API.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: None,
+            app_only: KindPolicy::Require("Weather.Read".into()),
+            delegated: KindPolicy::Deny,
+        },
+    );
+    config.authority = format!("{}/", cloud.http_url()).parse().unwrap();
+    config.clock = clock.clone();
+    let v = TokenValidator::new(config).unwrap();
+    let token = |cloud: &LocalCloud| {
+        let t = entra_federation::clock::unix_seconds(clock.now()) as i64;
+        sign(
+            cloud,
+            &with(
+                with(with(app_claims(), "iat", json!(t)), "nbf", json!(t)),
+                "exp",
+                json!(t + 3600),
+            ),
+        )
+    };
+    v.validate(&token(&cloud))
+        .await
+        .expect("first use loads the keys");
+    // Thirteen hours later the keys are due; the metadata endpoint now takes 10 s to answer.
+    tokio::time::advance(std::time::Duration::from_secs(13 * 3600)).await;
+    cloud
+        .state()
+        .inject_latency("entra_metadata", std::time::Duration::from_secs(10));
+    let before = cloud.counter("entra_metadata");
+    for _ in 0..10 {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            v.validate(&token(&cloud)),
+        )
+        .await
+        .expect("a request waited on the periodic key refresh")
+        .expect("validated with the current keys");
+    }
+    // One refresh went out beside the requests, not one per request.
+    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    assert_eq!(
+        cloud.counter("entra_metadata"),
+        before + 2,
+        "v1 and v2 metadata, once"
+    );
+}

@@ -58,6 +58,8 @@ struct Jwk {
 /// The key cache.
 pub struct KeyCache {
     keys: ArcSwap<Keys>,
+    /// Whether a periodic refresh task is under way (so requests spawn at most one).
+    periodic: std::sync::atomic::AtomicBool,
     /// Single-flight gate; holds when the last unknown-kid refresh ran.
     refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     metadata: [(Version, Url); 2],
@@ -89,6 +91,7 @@ impl KeyCache {
         };
         Ok(Self {
             keys: ArcSwap::from_pointee(Keys::default()),
+            periodic: std::sync::atomic::AtomicBool::new(false),
             refresh: tokio::sync::Mutex::new(None),
             metadata: [
                 (
@@ -148,6 +151,29 @@ impl KeyCache {
             }
         }
         self.current()
+    }
+
+    /// Claims the periodic refresh: true for exactly one caller until it finishes.
+    pub fn claim_periodic(&self) -> bool {
+        !self
+            .periodic
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// The periodic refresh, for the caller that claimed it; failures keep the last good keys.
+    pub async fn periodic_refresh(&self) {
+        if let Ok(_gate) = self.refresh.try_lock()
+            && self.stale()
+        {
+            match self.fetch().await {
+                Ok(keys) => self.keys.store(Arc::new(keys)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "periodic signing-key refresh failed; keeping the last good keys")
+                }
+            }
+        }
+        self.periodic
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     async fn fetch(&self) -> Result<Keys, FetchError> {

@@ -52,6 +52,8 @@ pub struct ValidatorConfig {
     pub skew: Duration,
     /// Extra root CA (PEM) for the metadata endpoint.
     pub root_ca: Option<std::path::PathBuf>,
+    /// How often the keys are refreshed (default 12 h, as Microsoft.IdentityModel).
+    pub refresh_interval: Duration,
     /// The clock.
     pub clock: Clock,
 }
@@ -66,6 +68,7 @@ impl ValidatorConfig {
             policy,
             skew: Duration::from_secs(300),
             root_ca: None,
+            refresh_interval: Duration::from_secs(12 * 3600),
             clock: Clock::system(),
         }
     }
@@ -260,6 +263,8 @@ impl TokenValidator {
             value: config.authority.to_string(),
             reason: e.to_string(),
         })?;
+        let mut keys = keys;
+        keys.refresh_interval = config.refresh_interval;
         let v1_issuer = format!("https://sts.windows.net/{}/", config.tenant_id);
         let v2_issuer = format!(
             "https://login.microsoftonline.com/{}/v2.0",
@@ -313,8 +318,13 @@ impl TokenValidator {
             None => return Err(ValidationError::MissingClaim("ver")),
         };
         let mut keys = inner.keys.current();
-        if inner.keys.stale() {
+        if keys.fetched_at.is_none() {
+            // First use: nothing to validate with yet.
             keys = inner.keys.refresh(false).await;
+        } else if inner.keys.stale() && inner.keys.claim_periodic() {
+            // The periodic refresh runs beside the requests, which keep the current keys.
+            let me = self.clone();
+            tokio::spawn(async move { me.inner.keys.periodic_refresh().await });
         }
         let key = match keys.get(version, &kid) {
             Some(k) => k,

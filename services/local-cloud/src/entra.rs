@@ -78,6 +78,7 @@ pub async fn metadata_v1(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
+    s.latency("entra_metadata").await;
     metadata(&s, tls, &headers, &tenant, false)
 }
 
@@ -88,6 +89,7 @@ pub async fn metadata_v2(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
+    s.latency("entra_metadata").await;
     metadata(&s, tls, &headers, &tenant, true)
 }
 

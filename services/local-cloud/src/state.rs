@@ -73,6 +73,7 @@ pub struct CloudState {
     pub https_base: OnceLock<String>,
     counters: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Vec<Fault>>,
+    latencies: Mutex<HashMap<String, std::time::Duration>>,
 }
 
 impl CloudState {
@@ -92,6 +93,7 @@ impl CloudState {
             https_base: OnceLock::new(),
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
+            latencies: Mutex::new(HashMap::new()),
         })
     }
 
@@ -125,9 +127,23 @@ impl CloudState {
         lock(&self.faults).push(fault);
     }
 
-    /// Removes all faults.
+    /// Removes all faults and latencies.
     pub fn clear_faults(&self) {
         lock(&self.faults).clear();
+        lock(&self.latencies).clear();
+    }
+
+    /// Makes every call to `name` take `delay` longer (on the cloud's tokio clock).
+    pub fn inject_latency(&self, name: &str, delay: std::time::Duration) {
+        lock(&self.latencies).insert(name.to_string(), delay);
+    }
+
+    /// Waits out the latency injected for `name`, if any.
+    pub async fn latency(&self, name: &str) {
+        let delay = lock(&self.latencies).get(name).copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
     }
 
     /// The fault that applies to a call to `name`, consuming one of its count.
