@@ -133,7 +133,9 @@ impl CloudState {
         lock(&self.latencies).clear();
     }
 
-    /// Makes every call to `name` take `delay` longer (on the cloud's tokio clock).
+    /// Makes calls to `name` take `delay` longer (on the cloud's tokio clock). Honoured by the
+    /// Entra metadata endpoints (`entra_metadata`), where tests need a slow issuer; faults
+    /// ([`CloudState::inject`]) cover every endpoint.
     pub fn inject_latency(&self, name: &str, delay: std::time::Duration) {
         lock(&self.latencies).insert(name.to_string(), delay);
     }

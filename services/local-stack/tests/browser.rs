@@ -5,6 +5,15 @@ use local_stack::{StackOptions, start};
 use std::process::Command;
 use system_tests::{browser_peer, dev_user_token, workspace_root};
 
+/// The step labels the page rendered.
+fn steps(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .expect("a list of steps")
+        .iter()
+        .map(|s| s.as_str().expect("a step label"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_works_in_chromium_and_renders_data_as_text() {
     let dir = std::env::temp_dir().join(format!("local-stack-browser-{}", std::process::id()));
@@ -43,12 +52,7 @@ async fn the_page_works_in_chromium_and_renders_data_as_text() {
             .contains("The weather in Dallas"),
         "{r}"
     );
-    let trace: Vec<&str> = r["trace"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let trace = steps(&r["trace"]);
     assert!(
         trace.contains(&"0.A START")
             && trace.contains(&"5. COMPLETE")
@@ -78,12 +82,7 @@ async fn the_page_works_in_chromium_and_renders_data_as_text() {
             .contains("Weather for London"),
         "{r}"
     );
-    let obo: Vec<&str> = r["obo_trace"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let obo = steps(&r["obo_trace"]);
     assert!(
         obo.contains(&"OBO 0.A USER TOKEN (Tc)")
             && obo.contains(&"OBO 2.D TOKEN RECEIVED")
