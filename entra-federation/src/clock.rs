@@ -23,6 +23,8 @@ enum ClockKind {
         start_wall: SystemTime,
         start_instant: tokio::time::Instant,
     },
+    /// An AWS SDK time source (e.g. `aws_smithy_async::test_util::ManualTimeSource`).
+    Source(SharedTimeSource),
 }
 
 impl Clock {
@@ -41,10 +43,26 @@ impl Clock {
         }))
     }
 
+    /// "Now" read from an AWS SDK time source, for tests on a multi-threaded runtime, where
+    /// tokio's clock cannot be paused. Sleeps still run on tokio's timers.
+    ///
+    /// ```
+    /// use aws_smithy_async::time::StaticTimeSource;
+    /// use entra_federation::Clock;
+    /// use std::time::{Duration, SystemTime};
+    /// let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let clock = Clock::from_time_source(StaticTimeSource::new(at));
+    /// assert_eq!(clock.now(), at);
+    /// ```
+    pub fn from_time_source(source: impl TimeSource + 'static) -> Self {
+        Self(Arc::new(ClockKind::Source(SharedTimeSource::new(source))))
+    }
+
     /// The current time.
     pub fn now(&self) -> SystemTime {
         match &*self.0 {
             ClockKind::System => SystemTime::now(),
+            ClockKind::Source(source) => source.now(),
             ClockKind::Tokio {
                 start_wall,
                 start_instant,

@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::entra::EntraClient;
 use crate::http::{EndpointError, HttpSettings, HttpSetupError, checked_url};
 use crate::provider::EntraCredentialsProvider;
+use crate::retry::Jitter;
 use crate::sts::{self, AssumeRoleRequest, StsClient};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,6 +120,7 @@ pub struct Builder {
     allow_http: bool,
     clock: Option<Clock>,
     http: Option<reqwest::Client>,
+    jitter_seed: Option<u64>,
 }
 
 macro_rules! setter {
@@ -199,6 +201,13 @@ impl Builder {
     /// The clock (tests: [`Clock::tokio_driven`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Seeds every random jitter the provider draws (refresh points, retry and failure backoff),
+    /// so that a test's run can be reproduced; unseeded by default.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
         self
     }
 
@@ -481,7 +490,9 @@ impl Builder {
             value: authority_raw,
             reason: e.to_string(),
         })?;
-        let sts = StsClient::new(sts_endpoint, http);
+        let jitter = self.jitter_seed.map(Jitter::seeded).unwrap_or_default();
+        let entra = entra.with_jitter(jitter.clone());
+        let sts = StsClient::new(sts_endpoint, http).with_jitter(jitter.clone());
         let request = AssumeRoleRequest {
             role_arn,
             session_name,
@@ -497,6 +508,7 @@ impl Builder {
             sts,
             request,
             clock,
+            jitter,
         })
     }
 }
@@ -511,6 +523,7 @@ pub(crate) struct Resolved {
     pub sts: StsClient,
     pub request: AssumeRoleRequest,
     pub clock: Clock,
+    pub jitter: Jitter,
 }
 
 fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {

@@ -6,7 +6,7 @@ use crate::assertion::Assertion;
 use crate::claims::ClaimSummary;
 use crate::clock::{Clock, from_unix_seconds};
 use crate::http::redacted_endpoint;
-use crate::retry::{Backoff, retry_after};
+use crate::retry::{Backoff, Jitter, retry_after};
 use crate::secret::SecretString;
 use serde::Deserialize;
 use std::fmt;
@@ -281,6 +281,7 @@ pub struct EntraClient {
     http: reqwest::Client,
     clock: Clock,
     backoff: Backoff,
+    jitter: Jitter,
 }
 
 impl EntraClient {
@@ -306,7 +307,14 @@ impl EntraClient {
             http,
             clock,
             backoff: Backoff::standard(),
+            jitter: Jitter::default(),
         })
+    }
+
+    /// Draws retry jitter from `jitter` (seeded in tests).
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     /// The token endpoint.
@@ -327,7 +335,8 @@ impl EntraClient {
                 }
                 Err((e, retry_after)) if e.is_recoverable() && retry < self.backoff.max_retries => {
                     retry += 1;
-                    let delay = retry_after.unwrap_or_else(|| self.backoff.delay(retry));
+                    let delay =
+                        retry_after.unwrap_or_else(|| self.backoff.delay_with(retry, &self.jitter));
                     tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %e, "Entra exchange failed; retrying");
                     tokio::time::sleep(delay).await;
                 }

@@ -12,7 +12,7 @@ use crate::config::{Builder, ConfigError, Resolved};
 use crate::entra::{EntraClient, WebIdentityToken, check_v1_shape};
 use crate::error::Error;
 use crate::refresh::{Cached, MANDATORY_WINDOW, Phase, Rule};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Jitter};
 use crate::sts::{AssumeRoleRequest, AssumedRole, StsClient, StsErrorCode};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
@@ -50,6 +50,7 @@ struct Inner {
     sts: StsClient,
     request: AssumeRoleRequest,
     clock: Clock,
+    jitter: Jitter,
     snapshot: RwLock<Snapshot>,
     gate: tokio::sync::Mutex<ChainState>,
     attempts: AtomicU64,
@@ -140,6 +141,7 @@ impl EntraCredentialsProvider {
                 sts: r.sts,
                 request: r.request,
                 clock: r.clock,
+                jitter: r.jitter,
                 snapshot: RwLock::new(Snapshot::default()),
                 gate: tokio::sync::Mutex::new(ChainState::default()),
                 attempts: AtomicU64::new(0),
@@ -328,11 +330,12 @@ impl Inner {
             let mut snap = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
             match result {
                 Ok(assumed) => {
-                    snap.credentials = Some(Cached::new(
+                    snap.credentials = Some(Cached::jittered(
                         assumed.credentials.clone(),
                         now,
                         assumed.expires_at,
                         Rule::Credentials,
+                        self.jitter.fraction(),
                     ));
                     snap.failure = None;
                     Ok(assumed.credentials)
@@ -345,7 +348,7 @@ impl Inner {
                         .credentials
                         .as_ref()
                         .and_then(|c| c.expires_at.duration_since(now).ok());
-                    let wait = failure_backoff(consecutive, valid_left);
+                    let wait = failure_backoff(consecutive, valid_left, &self.jitter);
                     let serving = snap
                         .credentials
                         .as_ref()
@@ -416,7 +419,13 @@ impl Inner {
         match self.exchange(chain).await {
             Ok(t) => {
                 let now = self.clock.now();
-                chain.web_token = Some(Cached::new(t.clone(), now, t.expires_at(), Rule::Token));
+                chain.web_token = Some(Cached::jittered(
+                    t.clone(),
+                    now,
+                    t.expires_at(),
+                    Rule::Token,
+                    self.jitter.fraction(),
+                ));
                 Ok(t)
             }
             // A caller asking for a new token gets the failure; the cached one stays for the chain.
@@ -469,11 +478,12 @@ impl Inner {
             Ok(a) => {
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, claims = %a.claims(), "managed-identity assertion obtained");
                 if self.source.cacheable() {
-                    chain.assertion = Some(Cached::new(
+                    chain.assertion = Some(Cached::jittered(
                         a.clone(),
                         self.clock.now(),
                         a.expires_at(),
                         Rule::Token,
+                        self.jitter.fraction(),
                     ));
                 }
                 Ok(a)
@@ -568,14 +578,14 @@ async fn background(weak: Weak<Inner>, wake: Arc<Notify>) {
 /// How long to wait after `consecutive` failures: jittered exponential from 1 s, at most 5 min,
 /// and never more than a quarter of what is left of the current credentials (so retries happen
 /// before they expire); at most 1 min while there are no credentials at all.
-fn failure_backoff(consecutive: u32, valid_left: Option<Duration>) -> Duration {
+fn failure_backoff(consecutive: u32, valid_left: Option<Duration>, jitter: &Jitter) -> Duration {
     let b = Backoff {
         initial: Duration::from_secs(1),
         max: Duration::from_secs(300),
         max_retries: u32::MAX,
         jitter: 0.5,
     };
-    let d = b.delay(consecutive);
+    let d = b.delay_with(consecutive, jitter);
     match valid_left {
         Some(left) => d.min((left / 4).max(Duration::from_secs(1))),
         None => d.min(Duration::from_secs(60)),
@@ -589,10 +599,14 @@ mod tests {
     #[test]
     fn backoff_stays_inside_the_remaining_validity() {
         for n in 1..20 {
-            let d = failure_backoff(n, Some(Duration::from_secs(120)));
+            let j = Jitter::default();
+            let d = failure_backoff(n, Some(Duration::from_secs(120)), &j);
             assert!(d <= Duration::from_secs(30), "{d:?}");
-            assert!(failure_backoff(n, None) <= Duration::from_secs(60));
+            assert!(failure_backoff(n, None, &j) <= Duration::from_secs(60));
         }
-        assert!(failure_backoff(10, Some(Duration::from_secs(7200))) >= Duration::from_secs(150));
+        assert!(
+            failure_backoff(10, Some(Duration::from_secs(7200)), &Jitter::default())
+                >= Duration::from_secs(150)
+        );
     }
 }

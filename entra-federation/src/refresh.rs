@@ -76,12 +76,24 @@ impl<T> Cached<T> {
     /// Caches `value`, obtained at `now`, expiring at `expires_at`. The refresh point is jittered
     /// by up to a fifth of the lead so that a fleet of processes does not refresh in lockstep.
     pub fn new(value: T, now: SystemTime, expires_at: SystemTime, rule: Rule) -> Self {
+        Self::jittered(value, now, expires_at, rule, fastrand::f64())
+    }
+
+    /// As [`Cached::new`], with the jitter drawn by the caller: `fraction` in `[0, 1)` moves the
+    /// refresh point up to a fifth of the lead earlier.
+    pub fn jittered(
+        value: T,
+        now: SystemTime,
+        expires_at: SystemTime,
+        rule: Rule,
+        fraction: f64,
+    ) -> Self {
         let lifetime = expires_at.duration_since(now).unwrap_or(Duration::ZERO);
         let lead = match rule {
             Rule::Token if lifetime >= Duration::from_secs(2 * 3600) => lifetime / 2,
             _ => advisory_lead(lifetime),
         };
-        let jitter = lead.mul_f64(0.2 * fastrand::f64());
+        let jitter = lead.mul_f64(0.2 * fraction.clamp(0.0, 1.0));
         let refresh_at = expires_at
             .checked_sub(lead + jitter)
             .unwrap_or(now)

@@ -1,6 +1,46 @@
 //! Jittered exponential backoff and `Retry-After` parsing, shared by every hop.
 
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+/// Where jitter's random fractions come from: each thread's generator (the default), or one
+/// generator from a seed, so that a test's refresh points and retry delays are reproducible
+/// (see [`crate::Builder::jitter_seed`]).
+///
+/// ```
+/// use entra_federation::retry::Jitter;
+/// let (a, b) = (Jitter::seeded(7), Jitter::seeded(7));
+/// assert_eq!(a.fraction(), b.fraction());
+/// assert!((0.0..1.0).contains(&Jitter::default().fraction()));
+/// ```
+#[derive(Clone, Default)]
+pub struct Jitter(Option<Arc<Mutex<fastrand::Rng>>>);
+
+impl Jitter {
+    /// A generator seeded with `seed`.
+    pub fn seeded(seed: u64) -> Self {
+        Self(Some(Arc::new(Mutex::new(fastrand::Rng::with_seed(seed)))))
+    }
+
+    /// A random fraction in `[0, 1)`.
+    pub fn fraction(&self) -> f64 {
+        match &self.0 {
+            None => fastrand::f64(),
+            Some(rng) => rng.lock().unwrap_or_else(|p| p.into_inner()).f64(),
+        }
+    }
+}
+
+impl fmt::Debug for Jitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Jitter(seeded)"
+        } else {
+            "Jitter(thread)"
+        })
+    }
+}
 
 /// Exponential backoff: attempt `n` (1-based retry number) waits
 /// `min(initial * 2^(n-1), max)` scaled by a random factor in `[1 - jitter, 1]`.
@@ -39,9 +79,14 @@ impl Backoff {
 
     /// The delay before retry number `retry` (1-based).
     pub fn delay(&self, retry: u32) -> Duration {
+        self.delay_with(retry, &Jitter::default())
+    }
+
+    /// The delay before retry number `retry` (1-based), jittered from `jitter`.
+    pub fn delay_with(&self, retry: u32, jitter: &Jitter) -> Duration {
         let exp = 2f64.powi(retry.saturating_sub(1).min(30) as i32);
         let base = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
-        let factor = 1.0 - self.jitter.clamp(0.0, 1.0) * fastrand::f64();
+        let factor = 1.0 - self.jitter.clamp(0.0, 1.0) * jitter.fraction();
         Duration::from_secs_f64(base * factor)
     }
 }

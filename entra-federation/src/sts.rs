@@ -2,7 +2,7 @@
 
 use crate::entra::WebIdentityToken;
 use crate::http::redacted_endpoint;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Jitter};
 use aws_credential_types::Credentials;
 use serde::Deserialize;
 use std::fmt;
@@ -255,6 +255,7 @@ pub struct StsClient {
     endpoint: Url,
     http: reqwest::Client,
     backoff: Backoff,
+    jitter: Jitter,
 }
 
 impl StsClient {
@@ -264,7 +265,14 @@ impl StsClient {
             endpoint,
             http,
             backoff: Backoff::standard(),
+            jitter: Jitter::default(),
         }
+    }
+
+    /// Draws retry jitter from `jitter` (seeded in tests).
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     /// The endpoint.
@@ -295,7 +303,7 @@ impl StsClient {
                 }
                 Err(e) if e.is_recoverable() && retry < self.backoff.max_retries => {
                     retry += 1;
-                    let delay = self.backoff.delay(retry);
+                    let delay = self.backoff.delay_with(retry, &self.jitter);
                     tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %e, "STS call failed; retrying");
                     tokio::time::sleep(delay).await;
                 }

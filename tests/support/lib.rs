@@ -235,3 +235,92 @@ pub fn browser_peer() -> PathBuf {
     })
     .clone()
 }
+
+/// The seed for a test's jitter: `JITTER_SEED` if set, else a new one. It is printed, and the
+/// test harness shows it when the test fails, so the failing run can be replayed with
+/// `JITTER_SEED=<seed> cargo test …`.
+pub fn jitter_seed() -> u64 {
+    let seed = std::env::var("JITTER_SEED")
+        .ok()
+        .map(|s| s.parse().expect("JITTER_SEED must be an unsigned integer"))
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("jitter seed {seed} (replay with JITTER_SEED={seed})");
+    seed
+}
+
+/// Callers of `provide_credentials`, each in a task of its own, counting those whose first poll
+/// found no answer ready: proof that they were waiting on the upstream, not served from cache.
+pub struct Callers {
+    handles: Vec<
+        tokio::task::JoinHandle<
+            Result<
+                aws_credential_types::Credentials,
+                aws_credential_types::provider::error::CredentialsError,
+            >,
+        >,
+    >,
+    waiting: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Callers {
+    /// Spawns `n` callers of `provider`.
+    pub fn spawn(provider: &EntraCredentialsProvider, n: usize) -> Self {
+        use aws_credential_types::provider::ProvideCredentials;
+        use std::future::Future;
+        let (tx, waiting) = tokio::sync::watch::channel(0usize);
+        let tx = std::sync::Arc::new(tx);
+        let handles = (0..n)
+            .map(|_| {
+                let p = provider.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut call = std::pin::pin!(p.provide_credentials());
+                    let mut first = true;
+                    std::future::poll_fn(|cx| {
+                        let poll = call.as_mut().poll(cx);
+                        if std::mem::take(&mut first) && poll.is_pending() {
+                            tx.send_modify(|w| *w += 1);
+                        }
+                        poll
+                    })
+                    .await
+                })
+            })
+            .collect();
+        Self { handles, waiting }
+    }
+
+    /// Waits until `n` callers are waiting.
+    pub async fn until_waiting(&mut self, n: usize) {
+        self.waiting
+            .wait_for(|w| *w >= n)
+            .await
+            .expect("callers' counter alive");
+    }
+
+    /// How many callers found no answer ready on their first poll.
+    pub fn waiting(&self) -> usize {
+        *self.waiting.borrow()
+    }
+
+    /// How many callers have finished.
+    pub fn finished(&self) -> usize {
+        self.handles.iter().filter(|h| h.is_finished()).count()
+    }
+
+    /// Every caller's outcome.
+    pub async fn join(
+        self,
+    ) -> Vec<
+        Result<
+            aws_credential_types::Credentials,
+            aws_credential_types::provider::error::CredentialsError,
+        >,
+    > {
+        let mut out = Vec::with_capacity(self.handles.len());
+        for h in self.handles {
+            out.push(h.await.expect("caller task"));
+        }
+        out
+    }
+}

@@ -204,6 +204,7 @@ pub async fn converse(
     body: Bytes,
 ) -> Response {
     s.count("bedrock:Converse");
+    s.latency("bedrock:Converse").await;
     if let Some(f) = s.take_fault("bedrock:Converse") {
         return error(
             f.status,
@@ -272,6 +273,7 @@ pub async fn invoke(
     body: Bytes,
 ) -> Response {
     s.count("bedrock:InvokeModel");
+    s.latency("bedrock:InvokeModel").await;
     if let Err(r) = authorize(&s, &method, &uri, &headers, &body, &model) {
         return r;
     }

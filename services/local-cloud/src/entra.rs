@@ -178,6 +178,7 @@ pub async fn jwks_v1(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
+    s.latency("entra_jwks").await;
     jwks(&s, tls, &headers, &tenant, false)
 }
 
@@ -188,6 +189,7 @@ pub async fn jwks_v2(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
+    s.latency("entra_jwks").await;
     jwks(&s, tls, &headers, &tenant, true)
 }
 
@@ -235,6 +237,7 @@ pub async fn token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     s.count("entra_token");
+    s.latency("entra_token").await;
     if let Some(f) = s.take_fault("entra_token") {
         let (error, code) = match f.status {
             429 => ("temporarily_unavailable", 50196),

@@ -140,6 +140,7 @@ pub async fn app_service(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     state.count("identity_endpoint");
+    state.latency("identity_endpoint").await;
     let error = |status: u16, message: &str| {
         let correlation = guid();
         let mut resp = (
@@ -219,6 +220,7 @@ pub async fn imds(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     state.count("imds");
+    state.latency("imds").await;
     let error = |status: u16, code: &str, description: &str| {
         (
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

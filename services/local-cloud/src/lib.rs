@@ -43,7 +43,7 @@ pub mod sts;
 pub mod tls;
 
 pub use registry::{Registry, ids};
-pub use state::{CloudState, Fault};
+pub use state::{CloudState, Fault, Hold};
 
 use axum::Router;
 use axum::extract::Request;
@@ -310,9 +310,20 @@ impl LocalCloud {
         self.state.inject(fault);
     }
 
-    /// Clears all faults.
+    /// Clears all faults and latencies, and releases every hold.
     pub fn clear_faults(&self) {
         self.state.clear_faults();
+    }
+
+    /// Holds calls to `name` (a counter name, or a prefix before `:`) until released; see
+    /// [`CloudState::hold`].
+    pub fn hold(&self, name: &str) -> std::sync::Arc<Hold> {
+        self.state.hold(name)
+    }
+
+    /// Adds `delay` to every call to `name`; see [`CloudState::inject_latency`].
+    pub fn inject_latency(&self, name: &str, delay: std::time::Duration) {
+        self.state.inject_latency(name, delay);
     }
 
     /// Changes the registry in place (for misconfiguration tests).

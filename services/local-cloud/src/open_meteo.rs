@@ -152,6 +152,7 @@ pub async fn search(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     s.count("open_meteo:search");
+    s.latency("open_meteo:search").await;
     if let Some(f) = s.take_fault("open_meteo:search") {
         return (
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
@@ -212,6 +213,7 @@ pub async fn forecast(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     s.count("open_meteo:forecast");
+    s.latency("open_meteo:forecast").await;
     if let Some(f) = s.take_fault("open_meteo:forecast") {
         return (
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),

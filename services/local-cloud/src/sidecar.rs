@@ -314,6 +314,9 @@ async fn unauthenticated(
     Query(q): Query<AgentQuery>,
 ) -> Response {
     s.count("sidecar:AuthorizationHeaderUnauthenticated");
+    s.cloud
+        .latency("sidecar:AuthorizationHeaderUnauthenticated")
+        .await;
     if let Some(r) = loopback_only(&peer) {
         return r;
     }

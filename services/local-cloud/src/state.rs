@@ -5,7 +5,7 @@ use crate::registry::Registry;
 use entra_federation::Clock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 /// Credentials STS issued.
@@ -74,6 +74,50 @@ pub struct CloudState {
     counters: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Vec<Fault>>,
     latencies: Mutex<HashMap<String, std::time::Duration>>,
+    holds: Mutex<Vec<Arc<Hold>>>,
+}
+
+/// Calls to an endpoint held at its door until [`Hold::release`]: lets a test prove that callers
+/// were all waiting while one upstream call was in flight. Created by [`CloudState::hold`].
+#[derive(Debug)]
+pub struct Hold {
+    target: String,
+    arrived: tokio::sync::watch::Sender<u64>,
+    released: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hold {
+    /// How many calls have arrived at the held endpoint (they are counted before they wait).
+    pub fn arrived(&self) -> u64 {
+        *self.arrived.borrow()
+    }
+
+    /// Waits until at least `n` calls have arrived.
+    pub async fn until_arrived(&self, n: u64) {
+        let mut rx = self.arrived.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|a| *a >= n).await;
+    }
+
+    /// Lets every held call (and every later one) through.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
+
+    async fn enter(&self) {
+        self.arrived.send_modify(|a| *a += 1);
+        let mut rx = self.released.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+}
+
+/// Whether a fault, latency or hold for `target` applies to a call to `name`: the same name, or
+/// a prefix before `:` (`sts` matches `sts:GetCallerIdentity`).
+fn applies(target: &str, name: &str) -> bool {
+    target == name
+        || name
+            .strip_prefix(target)
+            .is_some_and(|rest| rest.starts_with(':'))
 }
 
 impl CloudState {
@@ -94,6 +138,7 @@ impl CloudState {
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
             latencies: Mutex::new(HashMap::new()),
+            holds: Mutex::new(Vec::new()),
         })
     }
 
@@ -127,36 +172,56 @@ impl CloudState {
         lock(&self.faults).push(fault);
     }
 
-    /// Removes all faults and latencies.
+    /// Removes all faults and latencies, and releases every hold.
     pub fn clear_faults(&self) {
         lock(&self.faults).clear();
         lock(&self.latencies).clear();
+        for hold in lock(&self.holds).drain(..) {
+            hold.release();
+        }
     }
 
-    /// Makes calls to `name` take `delay` longer (on the cloud's tokio clock). Honoured by the
-    /// Entra metadata endpoints (`entra_metadata`), where tests need a slow issuer; faults
-    /// ([`CloudState::inject`]) cover every endpoint.
+    /// Makes calls to `name` (a counter name, or a prefix before `:`) take `delay` longer, on the
+    /// cloud's tokio clock. Every endpoint with a counter honours it, after counting the call.
     pub fn inject_latency(&self, name: &str, delay: std::time::Duration) {
         lock(&self.latencies).insert(name.to_string(), delay);
     }
 
-    /// Waits out the latency injected for `name`, if any.
+    /// Holds calls to `name` (a counter name, or a prefix before `:`) until the returned handle is
+    /// released or the faults are cleared. Every endpoint with a counter honours it, after
+    /// counting the call and before answering.
+    pub fn hold(&self, name: &str) -> Arc<Hold> {
+        let hold = Arc::new(Hold {
+            target: name.to_string(),
+            arrived: tokio::sync::watch::Sender::new(0),
+            released: tokio::sync::watch::Sender::new(false),
+        });
+        lock(&self.holds).push(hold.clone());
+        hold
+    }
+
+    /// The door of every endpoint: waits out the latency injected for `name` and any hold on it.
     pub async fn latency(&self, name: &str) {
-        let delay = lock(&self.latencies).get(name).copied();
+        let delay = lock(&self.latencies)
+            .iter()
+            .find(|(target, _)| applies(target, name))
+            .map(|(_, d)| *d);
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
+        }
+        let hold = lock(&self.holds)
+            .iter()
+            .find(|h| applies(&h.target, name))
+            .cloned();
+        if let Some(h) = hold {
+            h.enter().await;
         }
     }
 
     /// The fault that applies to a call to `name`, consuming one of its count.
     pub fn take_fault(&self, name: &str) -> Option<Fault> {
         let mut faults = lock(&self.faults);
-        let i = faults.iter().position(|f| {
-            f.target == name
-                || name
-                    .strip_prefix(&f.target)
-                    .is_some_and(|rest| rest.starts_with(':'))
-        })?;
+        let i = faults.iter().position(|f| applies(&f.target, name))?;
         let fault = faults[i].clone();
         if let Some(n) = &mut faults[i].count {
             *n -= 1;

@@ -97,6 +97,7 @@ pub async fn handle(
     let action = params.get("Action").cloned().unwrap_or_default();
     let counter = format!("sts:{action}");
     s.count(&counter);
+    s.latency(&counter).await;
     if let Some(f) = s.take_fault(&counter) {
         let code = f.code.clone().unwrap_or_else(|| {
             if f.status >= 500 {
