@@ -324,3 +324,15 @@ impl Callers {
         out
     }
 }
+
+/// A loopback address where nothing listens, for as long as the returned socket lives: the port
+/// is bound but never listening, so connections are refused and no other process can take it
+/// (unlike a fixed "dead" port such as 9, or a port 0 bound and dropped).
+pub fn dead_endpoint() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind 127.0.0.1:0");
+    let url = format!("http://{}", socket.local_addr().expect("bound address"));
+    (socket, url)
+}

@@ -17,7 +17,6 @@ pub mod trace;
 pub use config::{AgentConfig, ConfigError};
 pub use tool::extract_city;
 
-use aws_credential_types::provider::ProvideCredentials;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -179,7 +178,9 @@ async fn current_status(app: &App) -> Value {
     {
         return v.clone();
     }
-    let credentials = app.provider.provide_credentials().await;
+    // The library's typed error (the SDK trait's would only say "an error occurred while loading
+    // credentials").
+    let credentials = app.provider.credentials().await;
     let sidecar = app.tool.sidecar.health().await;
     let mut weather_url = app.config.weather_api_url.clone();
     weather_url.set_path("/health");
@@ -327,13 +328,14 @@ async fn chat(
             };
             // Validated here, before it is sent anywhere.
             if let Err(e) = app.users.validate(raw).await {
-                return failure(
-                    401,
-                    &format!("the user token was refused: {e}"),
-                    Some("obo"),
-                    Some(mode),
-                    vec![],
-                );
+                // 401 for a token that is not for this agent, 403 for one the policy refuses, 503
+                // when validation itself is unavailable (the token may well be good).
+                let error = if e.status() == 503 {
+                    format!("the user token cannot be validated now: {e}")
+                } else {
+                    format!("the user token was refused: {e}")
+                };
+                return failure(e.status(), &error, Some("obo"), Some(mode), vec![]);
             }
             trace.step(
                 "OBO 0.A USER TOKEN (Tc)",

@@ -36,13 +36,27 @@ fn writes_a_sourceable_env_file_and_serves() {
             .spawn()
             .expect("local-cloud starts"),
     );
-    // The binary prints the env file's path once it is written: wait for that line.
+    // The binary prints the env file's path once it is written: wait for that line, at most a
+    // minute (a reader thread, so a silent child cannot hang the test).
     let stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let announced = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("environment written to"));
-    assert!(announced.is_some(), "the binary announced the env file");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("the binary announces its env file within 60 s");
+        if line.starts_with("environment written to") {
+            break;
+        }
+    }
     assert_eq!(
         std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777,
         0o600

@@ -211,7 +211,10 @@ async fn expired_and_foreign_assertions_are_refused() {
         .unwrap()
         .sign(&expired_claims, false);
     let scope = format!("api://{}/.default", ids::STS_APP_ID);
-    for (assertion, code) in [(forged.as_str(), 700027), (expired.as_str(), 700024)] {
+    for (assertion, status, code) in [
+        (forged.as_str(), 401, 700027),
+        (expired.as_str(), 400, 700024),
+    ] {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", ids::STS_APP_ID),
@@ -222,16 +225,23 @@ async fn expired_and_foreign_assertions_are_refused() {
             ),
             ("client_assertion", assertion),
         ];
-        let b: Value = reqwest::Client::new()
+        let r = reqwest::Client::new()
             .post(&url)
             .form(&form)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
-        assert_eq!(b["error_codes"][0], code, "{b}");
+        let http_status = r.status().as_u16();
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(
+            (http_status, &b["error"], &b["error_codes"][0]),
+            (
+                status,
+                &serde_json::json!("invalid_client"),
+                &serde_json::json!(code)
+            ),
+            "{b}"
+        );
     }
 }
 
@@ -329,12 +339,9 @@ async fn sts_validation_errors_and_unsigned_get_caller_identity() {
     ])
     .await
     .unwrap();
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("<Code>InvalidIdentityToken</Code>")
-    );
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<Code>InvalidIdentityToken</Code>"), "{body}");
     let r = post(vec![
         ("Action", "GetCallerIdentity".into()),
         ("Version", "2011-06-15".into()),
@@ -354,11 +361,12 @@ async fn sts_validation_errors_and_unsigned_get_caller_identity() {
     ])
     .await
     .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
     assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("<Code>InvalidAction</Code>")
+        body.contains("<Code>InvalidAction</Code>")
+            && body.contains("Could not find operation GetSessionToken for version 2011-06-15"),
+        "{body}"
     );
 }
 

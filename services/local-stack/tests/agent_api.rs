@@ -22,46 +22,101 @@ async fn post(stack: &Stack, body: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// The body of a request refused before any work: `error` (exactly, or as a prefix when it ends
+/// with `…`), no trace.
+fn assert_refused(
+    reply: &Value,
+    error: &str,
+    token_flow: Option<&str>,
+    agent_type: Option<&str>,
+    context: &str,
+) {
+    let text = reply["error"].as_str().unwrap_or_default();
+    match error.strip_suffix('…') {
+        Some(prefix) => assert!(text.starts_with(prefix), "{context}: {reply}"),
+        None => assert_eq!(text, error, "{context}"),
+    }
+    assert_eq!(
+        reply,
+        &json!({"success": false, "error": text, "response": text, "debug": [], "token_flow": token_flow, "agent_type": agent_type}),
+        "{context}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_not_silently_mapped() {
     let stack = stack("bad").await;
-    for (body, status, needle) in [
-        (r#"{"message":""}"#, 400, "No message provided"),
-        (r#"{}"#, 400, "No message provided"),
-        (r#"{"message":"hi","llm_mode":"gpt"}"#, 400, "llm_mode"),
-        (r#"{"message":"hi","mode":"gpt"}"#, 400, "llm_mode"),
+    for (body, status, error, flow, agent_type) in [
+        (r#"{"message":""}"#, 400, "No message provided", None, None),
+        (r#"{}"#, 400, "No message provided", None, None),
+        (
+            r#"{"message":"hi","llm_mode":"gpt"}"#,
+            400,
+            "llm_mode must be 'direct' or 'bedrock', not 'gpt'",
+            None,
+            None,
+        ),
+        (
+            r#"{"message":"hi","mode":"gpt"}"#,
+            400,
+            "llm_mode must be 'direct' or 'bedrock', not 'gpt'",
+            None,
+            None,
+        ),
         (
             r#"{"message":"hi","token_flow":"magic"}"#,
             400,
-            "token_flow",
+            "token_flow must be 'autonomous' or 'obo', not 'magic'",
+            None,
+            Some("direct"),
         ),
         (
             r#"{"message":"hi","token_flow":"obo"}"#,
             400,
-            "OBO flow requires a user token",
+            "OBO flow requires a user token. Please sign in first.",
+            Some("obo"),
+            Some("direct"),
         ),
         (
             r#"{"message":"hi","token_flow":"obo","user_token":"not.a.token"}"#,
             401,
-            "user token was refused",
+            "the user token was refused: malformed token: …",
+            Some("obo"),
+            Some("direct"),
         ),
-        ("not json", 400, "invalid request body"),
+        (
+            "not json",
+            400,
+            "invalid request body: Failed to parse the request body as JSON…",
+            None,
+            None,
+        ),
     ] {
         let (s, reply) = post(&stack, body).await;
         assert_eq!(s, status, "{body}: {reply}");
-        assert_eq!(reply["success"], false, "{body}");
-        assert!(
-            reply["error"].as_str().unwrap().contains(needle),
-            "{body}: {reply}"
-        );
+        assert_refused(&reply, error, flow, agent_type, body);
     }
+    assert_eq!(
+        stack
+            .cloud
+            .counter("sidecar:AuthorizationHeaderUnauthenticated")
+            + stack.cloud.counter("sidecar:AuthorizationHeader"),
+        0,
+        "no refused request reached the sidecar"
+    );
     // `mode` is an alias of `llm_mode`.
     let (s, reply) = post(
         &stack,
         r#"{"message":"Weather in Tokyo?","mode":"bedrock"}"#,
     )
     .await;
-    assert_eq!((s, reply["agent_type"].as_str()), (200, Some("bedrock")));
+    assert_eq!(
+        (s, reply["success"].as_bool(), reply["agent_type"].as_str()),
+        (200, Some(true), Some("bedrock")),
+        "{}",
+        reply["error"]
+    );
+    assert!(stack.cloud.counter("bedrock:Converse") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,30 +124,43 @@ async fn failures_return_success_false_with_the_right_status() {
     let stack = stack("failures").await;
     let (s, reply) = post(&stack, r#"{"message":"Weather in Atlantis?"}"#).await;
     assert_eq!(
-        (s, reply["success"].as_bool()),
-        (404, Some(false)),
+        (
+            s,
+            &reply["success"],
+            &reply["error"],
+            &reply["token_flow"],
+            &reply["agent_type"]
+        ),
+        (
+            404,
+            &json!(false),
+            &json!("weather API: No city named 'Atlantis' is known to the geocoder"),
+            &json!("autonomous"),
+            &json!("direct")
+        ),
         "{reply}"
     );
-    assert!(
-        reply["debug"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["step"] == "3. WEATHER ERROR" && e["outcome"] == "error")
+    let weather_error = reply["debug"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "3. WEATHER ERROR")
+        .expect("the trace shows the weather API's refusal");
+    assert_eq!(
+        (&weather_error["outcome"], &weather_error["message"]),
+        (
+            &json!("error"),
+            &json!(
+                "The weather API answered HTTP 404: No city named 'Atlantis' is known to the geocoder"
+            )
+        )
     );
+    // Bedrock fails on every attempt (the SDK retries a 503).
     stack.cloud.inject(local_cloud::Fault {
         target: "bedrock:Converse".into(),
         status: 503,
         code: None,
-        count: Some(1),
-        retry_after: None,
-    });
-    // The SDK retries a 503 once or twice; make every attempt fail.
-    stack.cloud.inject(local_cloud::Fault {
-        target: "bedrock:Converse".into(),
-        status: 503,
-        code: None,
-        count: Some(5),
+        count: None,
         retry_after: None,
     });
     let (s, reply) = post(
@@ -100,17 +168,32 @@ async fn failures_return_success_false_with_the_right_status() {
         r#"{"message":"Weather in Dallas?","llm_mode":"bedrock"}"#,
     )
     .await;
+    stack.cloud.clear_faults();
     assert_eq!(
-        (s, reply["success"].as_bool()),
-        (502, Some(false)),
+        (s, &reply["success"], &reply["agent_type"]),
+        (502, &json!(false), &json!("bedrock")),
         "{reply}"
     );
+    let error = reply["error"].as_str().unwrap();
     assert!(
-        reply["debug"]
-            .as_array()
+        error.starts_with("Bedrock: ")
+            && error.contains("ServiceUnavailableException")
+            && error.contains("Injected failure."),
+        "the error names the hop and the service's code: {error}"
+    );
+    let failed = reply["debug"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "ERROR")
+        .expect("an ERROR step");
+    assert_eq!(failed["outcome"], "error");
+    assert!(
+        failed["message"]
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|e| e["step"] == "ERROR")
+            .starts_with("AWS Bedrock agent failed: "),
+        "{failed}"
     );
 }
 
@@ -133,9 +216,22 @@ async fn status_config_health_and_the_page() {
     ] {
         assert_eq!(status[key], true, "{status}");
     }
-    for key in ["aws_region", "bedrock_model", "sidecar_url", "agent_app_id"] {
-        assert!(status[key].is_string(), "{key}");
-    }
+    assert_eq!(
+        (
+            &status["credentials_error"],
+            &status["aws_region"],
+            &status["bedrock_model"],
+            &status["sidecar_url"],
+            &status["agent_app_id"]
+        ),
+        (
+            &Value::Null,
+            &json!("us-east-2"),
+            &json!(local_cloud::ids::BEDROCK_MODEL_ID),
+            &json!(stack.sidecar_url),
+            &json!("82323b11...")
+        )
+    );
     let config: Value = http
         .get(format!("{}/api/config", stack.agent_url))
         .header("X-Forwarded-Host", "evil.example")
@@ -156,17 +252,33 @@ async fn status_config_health_and_the_page() {
         !config["redirect_uri"].as_str().unwrap().contains("evil"),
         "not taken from forwarded headers"
     );
-    for path in ["/health", "/healthz", "/readyz"] {
-        assert_eq!(
-            http.get(format!("{}{path}", stack.agent_url))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200,
-            "{path}"
-        );
-    }
+    let health: Value = http
+        .get(format!("{}/health", stack.agent_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "healthy", "service": "LLM Weather Agent (AWS Bedrock)", "agent_app_id": "82323b11..."})
+    );
+    let live = http
+        .get(format!("{}/healthz", stack.agent_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.text().await.unwrap(), "ok");
+    let ready = http
+        .get(format!("{}/readyz", stack.agent_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready, status, "/readyz reports the (cached) status");
     let page = http
         .get(format!("{}/", stack.agent_url))
         .send()

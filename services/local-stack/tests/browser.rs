@@ -2,8 +2,12 @@
 //! mode gets its answer and trace rendered; markup in a message stays text; the CSP is not violated.
 
 use local_stack::{StackOptions, start};
-use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
 use system_tests::{browser_peer, dev_user_token, workspace_root};
+
+/// How long the browser run (Chromium start, two chats, a screenshot) may take on a loaded machine.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The step labels the page rendered.
 fn steps(list: &serde_json::Value) -> Vec<&str> {
@@ -27,17 +31,19 @@ async fn the_page_works_in_chromium_and_renders_data_as_text() {
         .await
         .expose_secret()
         .to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(browser.join("page.mjs"))
-            .env("AGENT_URL", url)
-            .env("USER_TOKEN", user)
-            .env("SCREENSHOT", &screenshot)
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
+    // Killed when dropped: a failing or timed-out test leaves no browser behind.
+    let run = tokio::process::Command::new("node")
+        .arg(browser.join("page.mjs"))
+        .env("AGENT_URL", url)
+        .env("USER_TOKEN", user)
+        .env("SCREENSHOT", &screenshot)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(BROWSER_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| panic!("the browser run did not finish within {BROWSER_TIMEOUT:?}"))
+        .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -4,7 +4,6 @@
 //! container group; the provider refreshes in the background and serves the last good
 //! credentials through an outage while they are valid.
 
-use aws_credential_types::provider::ProvideCredentials;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -93,7 +92,9 @@ async fn credentials(
             "the Authorization header does not carry the container authorization token",
         );
     }
-    match app.provider.provide_credentials().await {
+    // The library's typed error: its message names the hop, the code and the fix (the SDK trait's
+    // error would only say "an error occurred while loading credentials").
+    match app.provider.credentials().await {
         Ok(c) => {
             let (Some(token), Some(expiry)) = (c.session_token(), c.expiry()) else {
                 return error(

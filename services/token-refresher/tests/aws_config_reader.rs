@@ -4,6 +4,9 @@
 //! This binary holds one test and runs it on a current-thread runtime, so setting process
 //! environment variables cannot race another thread.
 
+mod common;
+
+use common::{output, refresher};
 use system_tests::*;
 
 #[test]
@@ -22,14 +25,16 @@ fn the_default_chain_reads_the_refreshers_file() {
             "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
             file.display().to_string(),
         );
-        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-refresher"))
-            .arg("--once")
-            .envs(&env)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
+        // Killed if it hangs or the test fails: nothing outlives the test.
+        let mut cmd = refresher();
+        cmd.arg("--once").envs(&env);
+        let out = output(cmd, "token-refresher --once").await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         for (k, v) in [
             ("AWS_WEB_IDENTITY_TOKEN_FILE", file.display().to_string()),
@@ -37,6 +42,16 @@ fn the_default_chain_reads_the_refreshers_file() {
             ("AWS_ROLE_SESSION_NAME", "aws-config-reader".to_string()),
             ("AWS_ENDPOINT_URL_STS", env["AWS_ENDPOINT_URL_STS"].clone()),
             ("AWS_REGION", "us-east-2".to_string()),
+            // Not the machine's own ~/.aws: a profile there would take precedence or fail the chain.
+            (
+                "AWS_CONFIG_FILE",
+                dir.join("no-config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.join("no-credentials").display().to_string(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ] {
             // SAFETY: single test in this binary on a current-thread runtime: no other thread reads
             // or writes the environment while this runs.
@@ -47,6 +62,10 @@ fn the_default_chain_reads_the_refreshers_file() {
             "AWS_SECRET_ACCESS_KEY",
             "AWS_SESSION_TOKEN",
             "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_BEARER_TOKEN_BEDROCK",
         ] {
             // SAFETY: as above.
             unsafe { std::env::remove_var(k) };

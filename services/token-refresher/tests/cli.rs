@@ -1,14 +1,14 @@
 //! The command line: `--help` of each mode names the variables it reads; `--mode 0640` shares the
 //! file with the group; bad modes and missing settings are refused with the name to fix.
 
+mod common;
+
+use common::{output, refresher};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use system_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_token-refresher");
-
-#[test]
-fn help_of_each_mode_explains_the_variables() {
+#[tokio::test]
+async fn help_of_each_mode_explains_the_variables() {
     for (args, mode_specific) in [
         (vec!["--help"], "AWS_WEB_IDENTITY_TOKEN_FILE"),
         (vec!["credential-process", "--help"], "credential_process"),
@@ -17,8 +17,10 @@ fn help_of_each_mode_explains_the_variables() {
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
         ),
     ] {
-        let out = Command::new(BIN).args(&args).output().unwrap();
-        assert!(out.status.success());
+        let mut cmd = refresher();
+        cmd.args(&args);
+        let out = output(cmd, format!("token-refresher {args:?}")).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         for var in [
             "TENANT_ID",
@@ -43,14 +45,9 @@ async fn group_readable_mode_and_refusals() {
     let file = dir.join("token");
     let env = env_of(&cloud);
     let run = |args: Vec<String>, env: std::collections::HashMap<String, String>| {
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(args)
-                .env_clear()
-                .envs(env)
-                .output()
-                .unwrap()
-        })
+        let mut cmd = refresher();
+        cmd.args(&args).env_clear().envs(env);
+        output(cmd, format!("token-refresher {args:?}"))
     };
     let out = run(
         vec![
@@ -62,10 +59,10 @@ async fn group_readable_mode_and_refusals() {
         ],
         env.clone(),
     )
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -73,33 +70,39 @@ async fn group_readable_mode_and_refusals() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o640
     );
+    assert!(
+        std::fs::read_to_string(&file).unwrap().starts_with("eyJ"),
+        "a JWT was written"
+    );
 
-    let out = run(
-        vec![
-            "--once".into(),
-            "--mode".into(),
-            "0666".into(),
-            "--file".into(),
-            file.display().to_string(),
-        ],
-        env.clone(),
-    )
-    .await
-    .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("0600 or 0640"));
-
-    let out = run(vec!["--once".into()], env.clone()).await.unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("AWS_WEB_IDENTITY_TOKEN_FILE"));
-
-    let out = run(
-        vec!["serve".into(), "--listen".into(), "0.0.0.0:0".into()],
-        env,
-    )
-    .await
-    .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    // Each refusal: a usage error (clap: exit 2) or a configuration error (exit 1), on stderr,
+    // naming what to fix; nothing on stdout.
+    for (args, code, expected) in [
+        (
+            vec!["--once", "--mode", "0666", "--file", "/nonexistent/token"],
+            2,
+            "'0666': the token file mode must be 0600 or 0640",
+        ),
+        (
+            vec!["--once"],
+            1,
+            "token-refresher: AWS_WEB_IDENTITY_TOKEN_FILE (or --file) is not set: the path of the token file to write\n",
+        ),
+        (
+            vec!["serve", "--listen", "0.0.0.0:0"],
+            1,
+            "token-refresher: --listen 0.0.0.0:0: the credentials endpoint must listen on loopback (SDKs refuse plain http elsewhere)\n",
+        ),
+    ] {
+        let out = run(args.iter().map(|a| a.to_string()).collect(), env.clone()).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        if expected.ends_with('\n') {
+            assert_eq!(stderr, expected, "{args:?}");
+        } else {
+            assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        }
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

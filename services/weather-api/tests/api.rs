@@ -3,10 +3,10 @@
 
 use entra_federation::sidecar::SidecarClient;
 use local_cloud::{Fault, LocalCloud, ids};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use system_tests::*;
-use weather_api::WeatherConfig;
+use weather_api::{ConfigError, WeatherConfig};
 
 async fn weather_api(env: &HashMap<String, String>) -> String {
     let env = env.clone();
@@ -19,8 +19,10 @@ async fn weather_api(env: &HashMap<String, String>) -> String {
 }
 
 async fn agent_bearer(cloud: &LocalCloud) -> String {
+    // The sidecar's downstream API is never called here (only its token endpoints are).
+    let (_unused, downstream) = dead_endpoint();
     let sidecar = SidecarClient::new(
-        start_sidecar(cloud, true, "http://127.0.0.1:9")
+        start_sidecar(cloud, true, &downstream)
             .await
             .parse()
             .unwrap(),
@@ -67,12 +69,17 @@ async fn an_agent_gets_weather_with_the_units_it_asked_for() {
     );
     assert_eq!(body["agent_app_id"], ids::AGENT_CLIENT_ID);
     assert_eq!(body["token_kind"], "app");
+    assert_eq!(
+        (&body["validated_by"], &body["data_source"]),
+        (&json!("Agent Identity Token"), &json!("Open-Meteo API"))
+    );
     assert!(body["temperature"].is_i64() && body["condition"].is_string());
-    let (_, metric, _) = get(
+    let (status, metric, _) = get(
         &format!("{api}/weather?city=Dallas&units=metric"),
         Some(&bearer),
     )
     .await;
+    assert_eq!(status, 200, "{metric}");
     assert_eq!(
         (
             metric["temperature_unit"].as_str(),
@@ -85,7 +92,12 @@ async fn an_agent_gets_weather_with_the_units_it_asked_for() {
         "°C below °F for the same weather"
     );
     // A second request for the same city and units comes from the cache.
-    get(&format!("{api}/weather?city=dallas"), Some(&bearer)).await;
+    let (status, again, _) = get(&format!("{api}/weather?city=dallas"), Some(&bearer)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (&again["city"], &again["temperature"], &again["condition"]),
+        (&body["city"], &body["temperature"], &body["condition"])
+    );
     assert_eq!(
         cloud.counter("open_meteo:forecast"),
         2,
@@ -97,12 +109,16 @@ async fn an_agent_gets_weather_with_the_units_it_asked_for() {
         Some(&bearer),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{f}");
     assert_eq!(f["forecast"].as_array().unwrap().len(), 3);
     assert!(f["forecast"][0]["high"].as_i64() >= f["forecast"][0]["low"].as_i64());
     assert_eq!(f["forecast"][0]["day"], 1);
-    let (health, _, _) = get(&format!("{api}/health"), None).await;
-    assert_eq!(health, 200);
+    assert_eq!(f["agent_app_id"], ids::AGENT_CLIENT_ID);
+    let (health, body, _) = get(&format!("{api}/health"), None).await;
+    assert_eq!(
+        (health, body),
+        (200, json!({"status": "healthy", "service": "Weather API"}))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,26 +126,38 @@ async fn bad_input_unknown_cities_and_upstream_failures_have_honest_statuses() {
     let cloud = cloud().await;
     let api = weather_api(&env_of(&cloud)).await;
     let bearer = agent_bearer(&cloud).await;
-    for (query, status) in [
-        ("city=Atlantis", 404),
-        ("city=Dallas%3Cscript%3E", 400),
-        (&*format!("city={}", "a".repeat(81)), 400),
-        ("city=Dallas&units=kelvin", 400),
+    let bad_city = json!({"error": "Invalid city", "message": "city must be 1-80 letters, spaces, '-', ''' or '.'"});
+    for (query, status, expected) in [
+        (
+            "city=Atlantis".to_string(),
+            404,
+            json!({"error": "City not found", "message": "No city named 'Atlantis' is known to the geocoder"}),
+        ),
+        ("city=Dallas%3Cscript%3E".to_string(), 400, bad_city.clone()),
+        (format!("city={}", "a".repeat(81)), 400, bad_city.clone()),
+        (
+            "city=Dallas&units=kelvin".to_string(),
+            400,
+            json!({"error": "Invalid units", "message": "units must be imperial or metric, not 'kelvin'"}),
+        ),
     ] {
         let (s, body, _) = get(&format!("{api}/weather?{query}"), Some(&bearer)).await;
-        assert_eq!(s, status, "{query}: {body}");
-        assert!(
-            body["error"].is_string() && body["message"].is_string(),
-            "{body}"
-        );
+        assert_eq!((s, &body), (status, &expected), "{query}");
     }
     for days in ["0", "17", "abc"] {
-        let (s, _, _) = get(
+        let (s, body, _) = get(
             &format!("{api}/weather/forecast?city=Paris&days={days}"),
             Some(&bearer),
         )
         .await;
-        assert_eq!(s, 400, "days={days}");
+        assert_eq!(
+            (s, body),
+            (
+                400,
+                json!({"error": "Invalid days", "message": "days must be a whole number from 1 to 16"})
+            ),
+            "days={days}"
+        );
     }
     cloud.inject(Fault {
         target: "open_meteo:forecast".into(),
@@ -139,15 +167,31 @@ async fn bad_input_unknown_cities_and_upstream_failures_have_honest_statuses() {
         retry_after: None,
     });
     let (s, body, _) = get(&format!("{api}/weather?city=Paris"), Some(&bearer)).await;
-    assert_eq!(s, 502, "{body}");
+    assert_eq!(
+        (s, body),
+        (
+            502,
+            json!({"error": "Bad answer from the weather service", "message": "Open-Meteo answered HTTP 500 Internal Server Error"})
+        )
+    );
+    let (_dead, dead_url) = dead_endpoint();
     let mut env = env_of(&cloud);
     env.insert(
         "OPEN_METEO_GEOCODING_URL".into(),
-        "http://127.0.0.1:9/v1/search".into(),
+        format!("{dead_url}/v1/search"),
     );
     let down = weather_api(&env).await;
     let (s, body, _) = get(&format!("{down}/weather?city=Paris"), Some(&bearer)).await;
-    assert_eq!(s, 503, "{body}");
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (503, Some("Weather service unavailable")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Open-Meteo unreachable: ") && !message.contains(&dead_url),
+        "the reason, without the URL: {message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,20 +199,32 @@ async fn tokens_are_refused_with_401_or_403() {
     let cloud = cloud().await;
     let api = weather_api(&env_of(&cloud)).await;
     let (s, body, challenge) = get(&format!("{api}/weather?city=Dallas"), None).await;
-    assert_eq!((s, challenge.as_deref()), (401, Some("Bearer")), "{body}");
-    let (s, _, challenge) = get(
+    assert_eq!(
+        (s, body, challenge.as_deref()),
+        (
+            401,
+            json!({"error": "Unauthorized", "message": "missing bearer token"}),
+            Some("Bearer")
+        )
+    );
+    let (s, body, challenge) = get(
         &format!("{api}/weather?city=Dallas"),
         Some("Bearer not.a.token"),
     )
     .await;
-    assert_eq!(s, 401);
-    assert!(
-        challenge
-            .unwrap()
-            .starts_with("Bearer error=\"invalid_token\"")
+    assert_eq!((s, body["error"].as_str()), (401, Some("Unauthorized")));
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("malformed token: "), "{message}");
+    assert_eq!(
+        challenge.as_deref(),
+        Some(&*format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            message.replace('"', "'")
+        ))
     );
     // The Blueprint's own token (what a gated sidecar hands back) is valid but not an allowed agent.
-    let sidecar = start_sidecar(&cloud, false, "http://127.0.0.1:9").await;
+    let (_unused, downstream) = dead_endpoint();
+    let sidecar = start_sidecar(&cloud, false, &downstream).await;
     let blueprint: Value = reqwest::Client::new()
         .get(format!(
             "{sidecar}/AuthorizationHeaderUnauthenticated/weather-api?AgentIdentity={}",
@@ -180,18 +236,19 @@ async fn tokens_are_refused_with_401_or_403() {
         .json()
         .await
         .unwrap();
-    let (s, body, _) = get(
+    let (s, body, challenge) = get(
         &format!("{api}/weather?city=Dallas"),
         blueprint["authorizationHeader"].as_str(),
     )
     .await;
-    assert_eq!(s, 403, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("not an allowed agent identity"),
-        "{body}"
+    assert_eq!(
+        (s, body, challenge),
+        (
+            403,
+            json!({"error": "Forbidden", "message": format!("app {} is not an allowed agent identity", ids::BLUEPRINT_APP_ID)}),
+            None
+        ),
+        "403 carries no challenge: the token is valid"
     );
 }
 
@@ -199,8 +256,9 @@ async fn tokens_are_refused_with_401_or_403() {
 async fn an_agent_acting_for_a_user_is_served_as_delegated() {
     let cloud = cloud().await;
     let api = weather_api(&env_of(&cloud)).await;
+    let (_unused, downstream) = dead_endpoint();
     let sidecar = SidecarClient::new(
-        start_sidecar(&cloud, false, "http://127.0.0.1:9")
+        start_sidecar(&cloud, false, &downstream)
             .await
             .parse()
             .unwrap(),
@@ -217,7 +275,61 @@ async fn an_agent_acting_for_a_user_is_served_as_delegated() {
     )
     .await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(body["token_kind"], "user");
+    assert_eq!(
+        (&body["token_kind"], &body["agent_app_id"], &body["city"]),
+        (
+            &json!("user"),
+            &json!(ids::AGENT_CLIENT_ID),
+            &json!("London")
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_503_while_token_validation_is_unavailable_and_recovers() {
+    let cloud = cloud().await;
+    let bearer = agent_bearer(&cloud).await;
+    let unavailable = json!({"error": "Token validation unavailable", "message": "the tenant's signing keys are unavailable"});
+
+    // The authority cannot be reached at all.
+    let (_dead, dead_url) = dead_endpoint();
+    let mut env = env_of(&cloud);
+    env.insert("AZURE_AUTHORITY_HOST".into(), format!("{dead_url}/"));
+    let cut_off = weather_api(&env).await;
+    let (s, body, challenge) = get(&format!("{cut_off}/weather?city=Dallas"), Some(&bearer)).await;
+    assert_eq!(
+        (s, &body, challenge),
+        (503, &unavailable, None),
+        "a valid token is not called invalid when the keys cannot be fetched"
+    );
+    let (s, _, _) = get(&format!("{cut_off}/health"), None).await;
+    assert_eq!(s, 200, "liveness does not depend on the authority");
+
+    // The authority answers, but its metadata or its keys fail; each recovers once they are back.
+    for target in ["entra_metadata", "entra_jwks"] {
+        let api = weather_api(&env_of(&cloud)).await;
+        let before = cloud.counter(target);
+        cloud.inject(Fault {
+            target: target.into(),
+            status: 503,
+            code: None,
+            count: None,
+            retry_after: None,
+        });
+        let (s, body, challenge) = get(&format!("{api}/weather?city=Dallas"), Some(&bearer)).await;
+        assert_eq!((s, &body, challenge), (503, &unavailable, None), "{target}");
+        assert!(
+            cloud.counter(target) > before,
+            "{target}: a fetch was attempted"
+        );
+        cloud.clear_faults();
+        let (s, body, _) = get(&format!("{api}/weather?city=Dallas"), Some(&bearer)).await;
+        assert_eq!(
+            (s, body["city"].as_str()),
+            (200, Some("Dallas")),
+            "{target}: recovered once the keys could be fetched: {body}"
+        );
+    }
 }
 
 #[test]
@@ -229,21 +341,25 @@ fn refuses_to_start_without_what_validation_needs() {
         ("REQUIRED_APP_ROLE", "Weather.Read"),
     ]
     .into();
-    assert!(WeatherConfig::from_env_fn(|k| full.get(k).map(|v| v.to_string())).is_ok());
-    for missing in [
-        "TENANT_ID",
-        "WEATHER_API_AUDIENCE",
-        "ALLOWED_AGENT_APP_IDS",
-        "REQUIRED_APP_ROLE",
+    let config = WeatherConfig::from_env_fn(|k| full.get(k).map(|v| v.to_string()))
+        .expect("a complete configuration");
+    assert_eq!(config.port, 8080);
+    for (missing, named) in [
+        ("TENANT_ID", "TENANT_ID"),
+        ("WEATHER_API_AUDIENCE", "WEATHER_API_AUDIENCE"),
+        ("ALLOWED_AGENT_APP_IDS", "ALLOWED_AGENT_APP_IDS"),
+        ("REQUIRED_APP_ROLE", "REQUIRED_APP_ROLE or REQUIRED_SCOPE"),
     ] {
         let err = WeatherConfig::from_env_fn(|k| {
             (k != missing)
                 .then(|| full.get(k).map(|v| v.to_string()))
                 .flatten()
         })
-        .unwrap_err()
-        .to_string();
-        assert!(err.starts_with(missing), "{missing}: {err}");
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Missing { name, .. } if name == named),
+            "{missing}: {err:?}"
+        );
     }
     let err = WeatherConfig::from_env_fn(|k| {
         if k == "PORT" {
@@ -252,7 +368,9 @@ fn refuses_to_start_without_what_validation_needs() {
             full.get(k).map(|v| v.to_string())
         }
     })
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("PORT"), "{err}");
+    .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { name: "PORT", reason } if reason == "'http' is not a port number"),
+        "{err:?}"
+    );
 }
