@@ -325,6 +325,12 @@ impl EntraClient {
     /// Exchanges `assertion`, retrying 429/5xx/transport failures with jittered backoff (honouring `Retry-After`).
     #[tracing::instrument(name = "entra_exchange", skip_all, fields(client_id = %self.client_id, scope = %self.scope))]
     pub async fn exchange(&self, assertion: &Assertion) -> Result<WebIdentityToken, EntraError> {
+        if let Some(reason) = crate::http::outside_runtime() {
+            return Err(EntraError::Transport {
+                endpoint: redacted_endpoint(&self.token_url),
+                reason: reason.into(),
+            });
+        }
         let started = tokio::time::Instant::now();
         let mut retry = 0;
         loop {
@@ -552,5 +558,140 @@ mod tests {
         assert!(r(503, vec![]).is_recoverable());
         assert!(!r(401, vec![700213]).is_recoverable());
         assert!(r(400, vec![700024]).wants_fresh_assertion());
+    }
+}
+
+/// The token response's parsing: `expires_in` as a number or a string, the fallback to the token's
+/// `exp`, the clamp to `exp`, and unusable bodies as typed errors.
+#[cfg(test)]
+mod token_response_tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// An unsigned JWT carrying `claims` (the library reads claims without verifying them).
+    fn jwt(claims: serde_json::Value) -> String {
+        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.sig",
+            b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+            b64(claims)
+        )
+    }
+
+    fn body(access_token: Option<&str>, expires_in: Option<serde_json::Value>) -> Vec<u8> {
+        let mut b = serde_json::json!({"token_type": "Bearer"});
+        if let Some(t) = access_token {
+            b["access_token"] = t.into();
+        }
+        if let Some(e) = expires_in {
+            b["expires_in"] = e;
+        }
+        b.to_string().into_bytes()
+    }
+
+    /// A frozen clock (tokio's paused clock drives it) and its now in whole Unix seconds.
+    fn frozen() -> (Clock, SystemTime, u64) {
+        let clock = Clock::tokio_driven();
+        let now = clock.now();
+        (clock, now, crate::clock::unix_seconds(now))
+    }
+
+    fn invalid_response(result: Result<WebIdentityToken, EntraError>) -> String {
+        match result {
+            Err(EntraError::InvalidResponse(reason)) => reason,
+            Err(other) => panic!("expected InvalidResponse, got {other}"),
+            Ok(t) => panic!("expected InvalidResponse, got a token ({:?})", t.claims()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expires_in_as_a_number_or_a_string_counts_from_now() {
+        let (clock, now, secs) = frozen();
+        let token = jwt(serde_json::json!({"exp": secs + 7200}));
+        for expires_in in [
+            serde_json::json!(3599),
+            serde_json::json!("3599"),
+            serde_json::json!(" 3599 "),
+        ] {
+            let t = parse_success(&body(Some(&token), Some(expires_in.clone())), &clock)
+                .unwrap_or_else(|e| panic!("{expires_in}: {e}"));
+            assert_eq!(
+                t.expires_at(),
+                now + Duration::from_secs(3599),
+                "{expires_in}"
+            );
+            assert_eq!(t.issued_at(), now);
+            assert_eq!(t.claims().exp, Some(secs + 7200));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_usable_expires_in_the_tokens_exp_is_used() {
+        let (clock, _, secs) = frozen();
+        let token = jwt(serde_json::json!({"exp": secs + 1234}));
+        for expires_in in [None, Some(serde_json::json!("soon"))] {
+            let t = parse_success(&body(Some(&token), expires_in.clone()), &clock)
+                .unwrap_or_else(|e| panic!("{expires_in:?}: {e}"));
+            assert_eq!(
+                t.expires_at(),
+                from_unix_seconds(secs + 1234),
+                "{expires_in:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expires_in_beyond_exp_is_clamped_to_exp() {
+        let (clock, now, secs) = frozen();
+        let token = jwt(serde_json::json!({"exp": secs + 600}));
+        for expires_in in [serde_json::json!(3600), serde_json::json!("3600")] {
+            let t = parse_success(&body(Some(&token), Some(expires_in.clone())), &clock).unwrap();
+            assert_eq!(
+                t.expires_at(),
+                from_unix_seconds(secs + 600),
+                "{expires_in}"
+            );
+        }
+        // The other way round, expires_in is the earlier bound and wins.
+        let t = parse_success(&body(Some(&token), Some(serde_json::json!(60))), &clock).unwrap();
+        assert_eq!(t.expires_at(), now + Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unusable_token_responses_are_typed_errors() {
+        let (clock, _, secs) = frozen();
+        let token = jwt(serde_json::json!({"exp": secs + 600}));
+        assert_eq!(
+            invalid_response(parse_success(&body(None, Some(3599.into())), &clock)),
+            "no access_token"
+        );
+        assert_eq!(
+            invalid_response(parse_success(&body(Some(""), Some(3599.into())), &clock)),
+            "no access_token"
+        );
+        // Neither a lifetime nor a readable exp: nothing says when it expires.
+        assert_eq!(
+            invalid_response(parse_success(&body(Some("opaque"), None), &clock)),
+            "no expires_in and no exp claim"
+        );
+        let no_exp = jwt(serde_json::json!({"iss": "https://sts.windows.net/t/"}));
+        assert_eq!(
+            invalid_response(parse_success(
+                &body(Some(&no_exp), Some("soon".into())),
+                &clock
+            )),
+            "no expires_in and no exp claim"
+        );
+        for garbage in [&b"<html>"[..], b"", b"[]", br#"{"access_token": 7}"#] {
+            let reason = invalid_response(parse_success(garbage, &clock));
+            assert!(reason.starts_with("not a JSON token response"), "{reason}");
+        }
+        // A negative lifetime is not a lifetime.
+        let reason = invalid_response(parse_success(
+            &body(Some(&token), Some((-5).into())),
+            &clock,
+        ));
+        assert!(reason.starts_with("not a JSON token response"), "{reason}");
     }
 }

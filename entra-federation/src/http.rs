@@ -83,11 +83,12 @@ pub struct HttpSettings {
     pub request_timeout: Option<Duration>,
 }
 
-/// Why the HTTP client could not be built.
+/// Why the HTTP client could not be built. The CA file is the one `ENTRA_FEDERATION_CA_FILE` names
+/// (or [`crate::Builder::root_ca_file`], or a validator's `root_ca`, which services read from it).
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
     /// The CA file could not be read.
-    #[error("cannot read the root CA file {path}: {source}")]
+    #[error("ENTRA_FEDERATION_CA_FILE='{}' cannot be read: {source}", .path.display())]
     ReadCa {
         /// The file.
         path: PathBuf,
@@ -95,7 +96,7 @@ pub enum HttpSetupError {
         source: std::io::Error,
     },
     /// The CA file is not PEM certificates.
-    #[error("the root CA file {path} holds no usable PEM certificate: {reason}")]
+    #[error("ENTRA_FEDERATION_CA_FILE='{}' holds no usable PEM certificate: {reason}", .path.display())]
     BadCa {
         /// The file.
         path: PathBuf,
@@ -114,13 +115,7 @@ impl HttpSettings {
     /// so multiplexing and pooling buy nothing, while a connection kept idle until the next refresh
     /// (an hour later) is one the server has long since closed.
     pub fn build(&self) -> Result<reqwest::Client, HttpSetupError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(3)))
-            .timeout(self.request_timeout.unwrap_or(Duration::from_secs(20)))
-            .redirect(reqwest::redirect::Policy::none())
-            .http1_only()
-            .user_agent(concat!("entra-federation/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(0);
+        let mut builder = self.base_builder();
         if let Some(path) = &self.extra_root_ca {
             let pem = std::fs::read(path).map_err(|source| HttpSetupError::ReadCa {
                 path: path.clone(),
@@ -129,7 +124,7 @@ impl HttpSettings {
             let certs =
                 reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpSetupError::BadCa {
                     path: path.clone(),
-                    reason: e.to_string(),
+                    reason: error_chain(&e),
                 })?;
             if certs.is_empty() {
                 return Err(HttpSetupError::BadCa {
@@ -141,10 +136,52 @@ impl HttpSettings {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        builder
-            .build()
-            .map_err(|e| HttpSetupError::Client(e.to_string()))
+        match (builder.build(), &self.extra_root_ca) {
+            (Ok(client), _) => Ok(client),
+            // PEM that wraps no certificate (a key, garbage) parses, and the TLS backend refuses
+            // it only here: when the same client builds without the file, the file is at fault.
+            (Err(e), Some(path)) if self.base_builder().build().is_ok() => {
+                Err(HttpSetupError::BadCa {
+                    path: path.clone(),
+                    reason: error_chain(&e),
+                })
+            }
+            (Err(e), _) => Err(HttpSetupError::Client(error_chain(&e))),
+        }
     }
+
+    fn base_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(3)))
+            .timeout(self.request_timeout.unwrap_or(Duration::from_secs(20)))
+            .redirect(reqwest::redirect::Policy::none())
+            .http1_only()
+            .user_agent(concat!("entra-federation/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(0)
+    }
+}
+
+/// An error and its sources, `outer: inner: …` (reqwest's own text is only "builder error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Why an HTTP call cannot be made on this thread: the client runs on Tokio's reactor and timers.
+pub const NO_RUNTIME: &str = "no Tokio runtime on this thread: entra-federation makes its HTTP calls on Tokio; call it from within a Tokio runtime (as the AWS SDK does)";
+
+/// [`NO_RUNTIME`] when the calling thread is outside a Tokio runtime, where the HTTP client would
+/// panic: each hop returns it as an error instead.
+pub(crate) fn outside_runtime() -> Option<&'static str> {
+    tokio::runtime::Handle::try_current()
+        .is_err()
+        .then_some(NO_RUNTIME)
 }
 
 /// The part of a URL that is safe and useful in an error: scheme, host, port and path.

@@ -329,3 +329,92 @@ impl SidecarClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A stand-in sidecar on 127.0.0.1 that answers every request with `status` and `body`, and
+    /// counts the requests.
+    async fn stub(status: u16, body: &'static str) -> (Url, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::from_u16(status).unwrap(), body)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn an_empty_403_is_the_not_loopback_refusal_on_every_route() {
+        let (url, hits) = stub(403, "").await;
+        let client = SidecarClient::new(url).unwrap();
+        let user = SecretString::new("user-token".into());
+        assert_eq!(
+            client
+                .autonomous_token("weather-api", "agent")
+                .await
+                .unwrap_err(),
+            SidecarError::NotLoopback
+        );
+        assert_eq!(
+            client
+                .on_behalf_of_token("weather-api", "agent", &user)
+                .await
+                .unwrap_err(),
+            SidecarError::NotLoopback
+        );
+        assert_eq!(
+            client
+                .downstream_api("weather-api", "agent", &user, "/weather")
+                .await
+                .unwrap_err(),
+            SidecarError::NotLoopback
+        );
+        assert_eq!(client.health().await, Err(SidecarError::NotLoopback));
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            4,
+            "one request per call, no retry"
+        );
+        assert!(
+            SidecarError::NotLoopback
+                .to_string()
+                .contains("accepts loopback callers only"),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_403_with_a_problem_body_is_that_problem_not_the_loopback_refusal() {
+        let (url, _) = stub(
+            403,
+            r#"{"title":"Forbidden","detail":"AADSTS50105: not assigned"}"#,
+        )
+        .await;
+        let err = SidecarClient::new(url)
+            .unwrap()
+            .autonomous_token("weather-api", "agent")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SidecarError::Problem {
+                status: 403,
+                title: Some("Forbidden".into()),
+                detail: "AADSTS50105: not assigned".into(),
+            }
+        );
+    }
+}

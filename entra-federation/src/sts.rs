@@ -288,6 +288,12 @@ impl StsClient {
         request: &AssumeRoleRequest,
         token: &WebIdentityToken,
     ) -> Result<AssumedRole, StsError> {
+        if let Some(reason) = crate::http::outside_runtime() {
+            return Err(StsError::Transport {
+                endpoint: redacted_endpoint(&self.endpoint),
+                reason: reason.into(),
+            });
+        }
         let started = tokio::time::Instant::now();
         let mut retry = 0;
         loop {

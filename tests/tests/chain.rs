@@ -14,7 +14,14 @@ async fn provider_from_local_env_feeds_the_aws_sdk() {
         creds.account_id().map(|a| a.as_str()),
         Some(local_cloud::ids::AWS_ACCOUNT_ID)
     );
-    assert!(creds.expiry().is_some());
+    // The role's default one-hour session, as STS stated it (whole seconds).
+    let expiry = creds.expiry().expect("STS's Expiration");
+    assert_eq!(provider.cached_expiry(), Some(expiry));
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .expect("in the future")
+        .as_secs();
+    assert!((3590..=3600).contains(&left), "{left} s");
 
     let sts = sts_client(&cloud, provider.clone());
     let who = sts

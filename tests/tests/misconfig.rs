@@ -25,9 +25,16 @@ async fn intermediary_app_issuing_v2_tokens_is_caught_before_sts() {
             .requested_access_token_version = Some(2)
     })
     .await;
-    assert!(
-        matches!(&*err, Error::TokenShape(TokenShapeError::NotV1 { iss, .. }) if iss.ends_with("/v2.0")),
-        "{err:?}"
+    let Error::TokenShape(shape) = &*err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        shape,
+        &TokenShapeError::NotV1 {
+            iss: format!("https://login.microsoftonline.com/{}/v2.0", ids::TENANT_ID),
+            ver: "2.0".into(),
+            expected: format!("https://sts.windows.net/{}/", ids::TENANT_ID),
+        }
     );
     assert!(
         err.to_string()
@@ -143,12 +150,15 @@ async fn configured_audience_differing_from_the_token_is_caught_before_sts() {
         .credentials()
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            &*err,
-            Error::TokenShape(TokenShapeError::WrongAudience { .. })
-        ),
-        "{err:?}"
+    let Error::TokenShape(shape) = &*err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        shape,
+        &TokenShapeError::WrongAudience {
+            aud: format!("api://{}", ids::STS_APP_ID),
+            expected: "api://some-other-app".into(),
+        }
     );
     assert_eq!(cloud.counter("sts:AssumeRoleWithWebIdentity"), 0);
 }

@@ -80,14 +80,60 @@ async fn trace_logs_debug_and_errors_carry_no_secret() {
     cloud.edit_registry(|r| *r = local_cloud::Registry::tutorial_default());
     cloud.edit_registry(|r| r.oidc_providers.clear());
     let sts_err = provider_from_env(&cloud).credentials().await.unwrap_err();
+    cloud.edit_registry(|r| *r = local_cloud::Registry::tutorial_default());
     let mut env = env_of(&cloud);
-    env.insert("IDENTITY_HEADER".into(), "wrong-header-value".into());
+    let wrong_header = "wrong-header-value".to_string();
+    env.insert("IDENTITY_HEADER".into(), wrong_header.clone());
     let header_err = builder_from_env(&env)
         .build()
         .unwrap()
         .credentials()
         .await
         .unwrap_err();
+    // The platform rotates the header: the old value now fails, the new one works.
+    let old_header = cloud.identity_header();
+    let stale = builder_from_env(&env_of(&cloud)).build().unwrap();
+    let rotated: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_local/rotate-identity-header",
+            cloud.http_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_header = rotated["identity_header"].as_str().unwrap().to_string();
+    assert!(new_header != old_header, "the header rotated");
+    let rotated_err = stale.credentials().await.unwrap_err();
+    provider_from_env(&cloud)
+        .credentials()
+        .await
+        .expect("the rotated header works");
+
+    // Each failure is the one meant (the cloud's own words are quoted in it).
+    use entra_federation::Error;
+    use entra_federation::assertion::AssertionError;
+    use entra_federation::entra::EntraError;
+    use entra_federation::sts::{StsError, StsErrorCode};
+    assert!(
+        matches!(&*entra_err, Error::Entra(EntraError::Rejected(r)) if r.codes == [700213]),
+        "{entra_err:?}"
+    );
+    assert!(
+        matches!(&*sts_err, Error::Sts(StsError::Service(e)) if e.code == StsErrorCode::InvalidIdentityToken),
+        "{sts_err:?}"
+    );
+    for err in [&header_err, &rotated_err] {
+        assert!(
+            matches!(
+                &**err,
+                Error::Assertion(AssertionError::Rejected { status: 401, .. })
+            ),
+            "{err:?}"
+        );
+    }
 
     let mut text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     for shown in [
@@ -97,6 +143,7 @@ async fn trace_logs_debug_and_errors_carry_no_secret() {
         format!("{entra_err} {entra_err:?}"),
         format!("{sts_err} {sts_err:?}"),
         format!("{header_err} {header_err:?}"),
+        format!("{rotated_err} {rotated_err:?}"),
     ] {
         text.push_str(&shown);
     }
@@ -123,7 +170,11 @@ async fn trace_logs_debug_and_errors_carry_no_secret() {
         token.token().expose_secret().to_string(),
         creds.secret_access_key().to_string(),
         creds.session_token().unwrap().to_string(),
-        cloud.identity_header(),
+        // The identity headers: the wrong one sent, the one in force before the rotation (sent
+        // after it, and refused), and the one after.
+        wrong_header,
+        old_header,
+        new_header,
     ];
     assert_clean(&text, &secrets);
 }

@@ -37,6 +37,16 @@ fn weather_validator(cloud: &LocalCloud) -> TokenValidator {
     TokenValidator::new(c).unwrap()
 }
 
+/// A downstream base URL where nothing listens, for sidecars whose downstream API a test never
+/// calls: the port is held by a socket bound and never listening (connections are refused), and
+/// stays reserved while the returned socket lives.
+fn dead_upstream() -> (String, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let url = format!("http://{}", socket.local_addr().unwrap());
+    (url, socket)
+}
+
 async fn user_token(cloud: &LocalCloud) -> SecretString {
     dev_user_token(cloud).await
 }
@@ -48,7 +58,8 @@ fn bearer(t: &entra_federation::sidecar::AgentToken) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autonomous_agent_token_passes_the_downstream_validator() {
     let cloud = cloud().await;
-    let sidecar = sidecar(&cloud, true, "http://127.0.0.1:9").await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, true, &dead).await;
     sidecar.health().await.unwrap();
     let token = sidecar
         .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
@@ -79,14 +90,15 @@ async fn autonomous_agent_token_passes_the_downstream_validator() {
             .any(|f| f == "11")
     );
     // The Blueprint authenticated with the managed-identity assertion: identity endpoint, then T1, then TR.
-    assert!(cloud.counter("identity_endpoint") >= 1);
+    assert_eq!(cloud.counter("identity_endpoint"), 1);
     assert_eq!(cloud.counter("entra_token"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_behalf_of_token_carries_the_user_and_the_delegated_scope() {
     let cloud = cloud().await;
-    let sidecar = sidecar(&cloud, false, "http://127.0.0.1:9").await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, false, &dead).await;
     let user = user_token(&cloud).await;
     let token = sidecar
         .on_behalf_of_token("weather-api", ids::AGENT_CLIENT_ID, &user)
@@ -109,16 +121,26 @@ async fn on_behalf_of_token_carries_the_user_and_the_delegated_scope() {
         )
         .await
         .unwrap_err();
+    let SidecarError::UserTokenRejected { www_authenticate } = &no_user else {
+        panic!("{no_user}")
+    };
     assert!(
-        matches!(no_user, SidecarError::UserTokenRejected { .. }),
-        "{no_user}"
+        www_authenticate
+            .starts_with("Bearer error=\"invalid_token\", error_description=\"malformed token"),
+        "{www_authenticate}"
+    );
+    assert_eq!(
+        cloud.counter("entra_token"),
+        3,
+        "sign-in, T1 and the OBO exchange; nothing for the refused token"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gated_agent_identity_is_a_named_error_not_the_blueprints_token() {
     let cloud = cloud().await;
-    let sidecar = sidecar(&cloud, false, "http://127.0.0.1:9").await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, false, &dead).await;
     let err = sidecar
         .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
         .await
@@ -142,7 +164,8 @@ async fn blueprint_without_its_federated_credential_fails_as_entra_does() {
             .federated_credentials
             .clear()
     });
-    let sidecar = sidecar(&cloud, true, "http://127.0.0.1:9").await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, true, &dead).await;
     let err = sidecar
         .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
         .await
@@ -198,4 +221,13 @@ async fn downstream_api_keeps_the_token_inside_the_sidecar() {
         r.content.as_deref(),
         Some(&*format!("{{\"caller\":\"{}\"}}", ids::DEV_USER_UPN))
     );
+}
+
+#[tokio::test]
+async fn the_dead_upstream_refuses_connections() {
+    let (dead, _reserved) = dead_upstream();
+    let err = tokio::net::TcpStream::connect(dead.trim_start_matches("http://"))
+        .await
+        .expect_err("nothing listens on a bound, non-listening socket");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }

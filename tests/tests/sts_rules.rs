@@ -32,6 +32,21 @@ async fn assume(cloud: &LocalCloud, token: &str, duration: Option<&str>) -> (u16
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// The seconds from now to the `<Expiration>` of an `AssumeRoleWithWebIdentityResponse`.
+fn lifetime_of(body: &str) -> i64 {
+    let expiration = body
+        .split_once("<Expiration>")
+        .and_then(|(_, rest)| rest.split_once("</Expiration>"))
+        .map(|(e, _)| e)
+        .unwrap_or_else(|| panic!("no Expiration in {body}"));
+    let at = aws_smithy_types::DateTime::from_str(
+        expiration,
+        aws_smithy_types::date_time::Format::DateTime,
+    )
+    .unwrap();
+    at.secs() - entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64
+}
+
 /// The library's v1 token, re-signed by the tenant's key with `exp` moved.
 async fn v1_token_expiring(cloud: &LocalCloud, exp_from_now: i64) -> String {
     let token = provider_from_env(cloud).web_identity_token().await.unwrap();
@@ -55,10 +70,16 @@ async fn expiry_allows_five_minutes_of_skew() {
         status, 200,
         "expired 4 minutes ago is within IAM's allowance: {body}"
     );
+    assert!(
+        body.contains("<AccessKeyId>ASIA")
+            && body.contains("assumed-role/BedrockInvokerFromAzure/rules</Arn>"),
+        "{body}"
+    );
     let (status, body) = assume(&cloud, &v1_token_expiring(&cloud, -360).await, None).await;
     assert_eq!(status, 400);
     assert!(
-        body.contains("<Code>ExpiredTokenException</Code>"),
+        body.contains("<Code>ExpiredTokenException</Code>")
+            && body.contains("<Message>Token expired: current date/time must be before the expiration date/time.</Message>"),
         "{body}"
     );
 }
@@ -73,12 +94,25 @@ async fn duration_is_bounded_by_the_roles_maximum() {
     let token = token.token().expose_secret();
     let (status, body) = assume(&cloud, token, Some("7200")).await;
     assert_eq!(status, 400);
-    assert!(body.contains("exceeds the MaxSessionDuration"), "{body}");
-    let (status, _) = assume(&cloud, token, Some("900")).await;
-    assert_eq!(status, 200);
+    assert!(
+        body.contains("<Code>ValidationError</Code>")
+            && body.contains("exceeds the MaxSessionDuration"),
+        "{body}"
+    );
+    let (status, body) = assume(&cloud, token, Some("900")).await;
+    assert_eq!(status, 200, "{body}");
+    let lifetime = lifetime_of(&body);
+    assert!(
+        (898..=900).contains(&lifetime),
+        "900 s asked, {lifetime} s given"
+    );
     let (status, body) = assume(&cloud, token, Some("600")).await;
     assert_eq!(status, 400);
-    assert!(body.contains("<Code>ValidationError</Code>"), "{body}");
+    assert!(
+        body.contains("<Code>ValidationError</Code>")
+            && body.contains("'600' at 'durationSeconds' failed to satisfy constraint"),
+        "{body}"
+    );
 }
 
 fn sdk_with(cloud: &LocalCloud, creds: Credentials) -> aws_sdk_sts::Client {

@@ -2,8 +2,9 @@
 //! library's STS client against moto's independent STS implementation.
 
 use entra_federation::sts::{AssumeRoleRequest, StsClient};
-use std::net::TcpListener;
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 use system_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,12 +57,61 @@ async fn boto3_exchanges_the_libraries_v1_token_and_signs_with_the_result() {
     assert_eq!(cloud.counter("sts:GetCallerIdentity"), 2);
 }
 
+/// moto's server, killed (and reaped) when dropped: also when the test fails.
 struct Moto(Child);
 
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto on a port the kernel picks (`-p 0`: nothing to race for) and returns it with
+    /// its base URL, read from the line werkzeug logs once it listens (" * Running on
+    /// http://127.0.0.1:PORT"). Gives up after `within`.
+    async fn start(python: std::path::PathBuf, within: Duration) -> (Self, String) {
+        let mut child = Command::new(python)
+            .args(["-u", "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("moto server starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let moto = Moto(child);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Reads stderr to its end (so that moto never blocks on a full pipe), handing over the
+        // URL line, or everything read if the process ends first.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            let mut seen = String::new();
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line
+                    .split_once("Running on ")
+                    .map(|(_, url)| url.trim().to_string())
+                {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(Ok(url));
+                    }
+                } else if tx.is_some() {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+            }
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(Err(seen));
+            }
+        });
+        let url = match tokio::time::timeout(within, rx).await {
+            Ok(Ok(Ok(url))) => url,
+            Ok(Ok(Err(output))) => panic!("moto exited before listening:\n{output}"),
+            Ok(Err(_)) => panic!("moto's stderr reader ended without a word"),
+            Err(_) => panic!("moto did not report its address within {within:?}"),
+        };
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        (moto, format!("{}/", url.trim_end_matches('/')))
     }
 }
 
@@ -73,39 +123,8 @@ async fn library_sts_client_parses_motos_independent_sts() {
         .await
         .expect("v1 token");
     let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _moto = Moto(
-        Command::new(python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto server starts"),
-    );
-    let url = format!("http://127.0.0.1:{port}/");
-    let http = reqwest::Client::new();
-    // Readiness poll of a child process (not ordering between our own tasks): up to 20 s.
-    let mut up = false;
-    for _ in 0..400 {
-        if http.get(format!("{url}moto-api/")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(up, "moto server did not come up on {url}");
-    let sts = StsClient::new(url.parse().unwrap(), http);
+    let (_moto, url) = Moto::start(python, Duration::from_secs(60)).await;
+    let sts = StsClient::new(url.parse().unwrap(), reqwest::Client::new());
     let request = AssumeRoleRequest {
         role_arn: "arn:aws:iam::123456789012:role/moto-role".into(),
         session_name: "entra-federation".into(),
@@ -113,28 +132,38 @@ async fn library_sts_client_parses_motos_independent_sts() {
         policy: None,
         policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
     };
+    let asked_at = std::time::SystemTime::now();
     let assumed = sts
         .assume_role_with_web_identity(&request, &token)
         .await
         .expect("moto answers");
-    assert!(!assumed.credentials.access_key_id().is_empty());
+    let key = assumed.credentials.access_key_id();
+    assert!(
+        key.starts_with("ASIA") && key.len() >= 16,
+        "a temporary access key id"
+    );
     assert!(
         assumed
             .credentials
             .session_token()
             .is_some_and(|t| !t.is_empty())
     );
-    assert!(
-        assumed
-            .assumed_role_arn
-            .as_deref()
-            .is_some_and(|a| a.ends_with(":assumed-role/moto-role/entra-federation")),
-        "{:?}",
-        assumed.assumed_role_arn
+    assert_eq!(
+        assumed.assumed_role_arn.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/moto-role/entra-federation")
     );
     assert_eq!(
         assumed.credentials.account_id().map(|a| a.as_str()),
         Some("123456789012")
     );
-    assert!(assumed.expires_at > std::time::SystemTime::now());
+    // DurationSeconds=900 was sent and honoured (moto writes whole seconds, hence the margin).
+    let lifetime = assumed
+        .expires_at
+        .duration_since(asked_at)
+        .expect("expires in the future");
+    assert!(
+        (Duration::from_secs(895)..=Duration::from_secs(905)).contains(&lifetime),
+        "{lifetime:?}"
+    );
+    assert_eq!(assumed.credentials.expiry(), Some(assumed.expires_at));
 }

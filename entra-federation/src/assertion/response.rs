@@ -95,6 +95,13 @@ pub(super) async fn get_with_retries(
     clock: &Clock,
     hint_for: impl Fn(u16, Option<&str>) -> &'static str,
 ) -> Result<Vec<u8>, AssertionError> {
+    if let Some(reason) = crate::http::outside_runtime() {
+        return Err(AssertionError::Transport {
+            source_kind,
+            endpoint: redacted_endpoint(endpoint),
+            reason: reason.into(),
+        });
+    }
     let started = tokio::time::Instant::now();
     let mut retry: u32 = 0;
     loop {

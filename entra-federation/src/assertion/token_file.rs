@@ -23,9 +23,13 @@ impl TokenFileSource {
             path: self.path.display().to_string(),
             reason,
         };
-        let raw = tokio::fs::read_to_string(&self.path)
-            .await
-            .map_err(|e| err(e.to_string()))?;
+        // tokio::fs needs a runtime; outside one the (small) file is read on this thread.
+        let raw = if crate::http::outside_runtime().is_some() {
+            std::fs::read_to_string(&self.path)
+        } else {
+            tokio::fs::read_to_string(&self.path).await
+        }
+        .map_err(|e| err(e.to_string()))?;
         let token = raw.trim().to_string();
         if token.is_empty() {
             return Err(err("the file is empty".into()));
