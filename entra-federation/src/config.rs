@@ -285,10 +285,19 @@ impl Builder {
                 name: "AZURE_FEDERATED_TOKEN_FILE",
                 hint: "ENTRA_FEDERATION_ASSERTION_SOURCE=token-file needs the path of the projected service-account token",
             })?)),
-            Some("app-service") => app_service(identity_endpoint.ok_or(ConfigError::Missing {
-                name: "IDENTITY_ENDPOINT",
-                hint: "ENTRA_FEDERATION_ASSERTION_SOURCE=app-service needs the platform's identity endpoint",
-            })?),
+            Some("app-service") => {
+                let endpoint = identity_endpoint.ok_or(ConfigError::Missing {
+                    name: "IDENTITY_ENDPOINT",
+                    hint: "ENTRA_FEDERATION_ASSERTION_SOURCE=app-service needs the platform's identity endpoint",
+                })?;
+                if !has_header {
+                    return Err(ConfigError::Missing {
+                        name: "IDENTITY_HEADER",
+                        hint: "ENTRA_FEDERATION_ASSERTION_SOURCE=app-service needs the platform's identity header too",
+                    });
+                }
+                app_service(endpoint)
+            }
             Some("imds") => SourceChoice::Imds(imds),
             Some(other) => {
                 return Err(ConfigError::Invalid {
@@ -393,12 +402,13 @@ impl Builder {
                 reason: "must be 900 to 43200".into(),
             });
         }
+        // AWS counts characters (U+0020 to U+00FF), not UTF-8 bytes.
         if let Some(p) = &self.policy
-            && !(1..=2048).contains(&p.len())
+            && !(1..=2048).contains(&p.chars().count())
         {
             return Err(ConfigError::Invalid {
                 name: "policy",
-                value: format!("<{} chars>", p.len()),
+                value: format!("<{} chars>", p.chars().count()),
                 reason: "must be 1 to 2048 characters".into(),
             });
         }

@@ -109,27 +109,26 @@ pub fn python() -> PathBuf {
 pub async fn run_python(script: &str, env: &HashMap<String, String>) -> String {
     let python = python();
     let script_path = workspace_root().join("tests/python").join(script);
-    let env = env.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(python);
-        cmd.arg(&script_path);
-        for var in [
-            "AWS_PROFILE",
-            "AWS_BEARER_TOKEN_BEDROCK",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config").env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/aws-credentials",
-        );
-        cmd.envs(env).output().expect("python runs")
-    })
-    .await
-    .expect("join");
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(&script_path).kill_on_drop(true);
+    for var in [
+        "AWS_PROFILE",
+        "AWS_BEARER_TOKEN_BEDROCK",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config").env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent/aws-credentials",
+    );
+    // Bounded: a hung peer fails the test (and is killed) instead of hanging it.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(180), cmd.envs(env).output())
+        .await
+        .unwrap_or_else(|_| panic!("python {script} did not finish within 180 s"))
+        .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

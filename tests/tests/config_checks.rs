@@ -115,6 +115,7 @@ fn a_forced_source_without_its_setting_names_the_missing_variable() {
             "AZURE_FEDERATED_TOKEN_FILE",
         ),
         ("app-service", "IDENTITY_ENDPOINT", "IDENTITY_ENDPOINT"),
+        ("app-service", "IDENTITY_HEADER", "IDENTITY_HEADER"),
     ] {
         let mut env = with(&[
             ("ENTRA_FEDERATION_ASSERTION_SOURCE", forced),
@@ -229,6 +230,23 @@ fn an_inline_session_policy_is_1_to_2048_characters() {
         (
             "policy",
             "<0 chars>".to_string(),
+            "must be 1 to 2048 characters".to_string()
+        )
+    );
+}
+
+/// AWS counts the policy's characters (U+0020 to U+00FF are allowed), not its UTF-8 bytes.
+#[test]
+fn the_inline_policy_limit_counts_characters_not_bytes() {
+    let policy = policy_of_len(2048).replacen("PPPP", "éééé", 1);
+    assert_eq!((policy.chars().count(), policy.len()), (2048, 2052));
+    build_with_policies(Some(policy), vec![]).expect("2048 characters is the maximum");
+    let policy = policy_of_len(2049).replacen("PPPP", "éééé", 1);
+    assert_eq!(
+        invalid(build_with_policies(Some(policy), vec![])),
+        (
+            "policy",
+            "<2049 chars>".to_string(),
             "must be 1 to 2048 characters".to_string()
         )
     );

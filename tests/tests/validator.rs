@@ -514,11 +514,10 @@ async fn requests_do_not_wait_on_the_periodic_refresh() {
         .await
         .expect("first use loads the keys");
     let loaded_at = v.keys().current().fetched_at.expect("loaded");
-    // Thirteen hours later the keys are due; the metadata endpoint now takes 10 s to answer.
+    // Thirteen hours later the keys are due; the metadata endpoint now holds every call until the
+    // test releases it.
     tokio::time::advance(std::time::Duration::from_secs(13 * 3600)).await;
-    cloud
-        .state()
-        .inject_latency("entra_metadata", std::time::Duration::from_secs(10));
+    let hold = cloud.hold("entra_metadata");
     let before = cloud.counter("entra_metadata");
     for _ in 0..10 {
         tokio::time::timeout(
@@ -529,8 +528,17 @@ async fn requests_do_not_wait_on_the_periodic_refresh() {
         .expect("a request waited on the periodic key refresh")
         .expect("validated with the current keys");
     }
-    // One refresh went out beside the requests, not one per request.
-    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    hold.until_arrived(1).await;
+    hold.release();
+    // The refresh went out beside the requests; wait for it to swap the keys in (a condition
+    // polled on the paused clock, at most two simulated minutes).
+    for _ in 0..120 {
+        if v.keys().current().fetched_at > Some(loaded_at) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    // One refresh, not one per request.
     assert_eq!(
         cloud.counter("entra_metadata"),
         before + 2,
