@@ -204,8 +204,10 @@ impl Builder {
         self
     }
 
-    /// Seeds every random jitter the provider draws (refresh points, retry and failure backoff),
-    /// so that a test's run can be reproduced; unseeded by default.
+    /// Seeds the jitter of the refresh points, of the Entra and STS retries and of the failure
+    /// backoff, so that a test's run can be reproduced. For tests: leave it unset in production,
+    /// where a fleet sharing one seed would refresh in lockstep, which the jitter exists to
+    /// prevent. (The managed-identity sources' retry delays stay unseeded.)
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.jitter_seed = Some(seed);
         self

@@ -380,10 +380,13 @@ impl EntraClient {
             .form(&form)
             .send()
             .await
-            .map_err(|e| transport(describe(&e)))?;
+            .map_err(|e| transport(crate::http::transport_reason(e)))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers(), self.clock.now(), Duration::from_secs(60));
-        let body = resp.bytes().await.map_err(|e| transport(describe(&e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport(crate::http::transport_reason(e)))?;
         if status == 200 {
             return parse_success(&body, &self.clock).map_err(|e| (e, None));
         }
@@ -402,21 +405,6 @@ impl EntraClient {
             correlation_id: parsed.correlation_id,
         };
         Err((EntraError::Rejected(Box::new(rejection)), retry_after))
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        format!(
-            "connection failed ({})",
-            std::error::Error::source(e)
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-        )
-    } else {
-        e.to_string()
     }
 }
 

@@ -31,4 +31,49 @@ impl Error {
             Self::Sts(e) => e.is_recoverable(),
         }
     }
+
+    /// The hop and the cloud's code, without endpoints, descriptions, paths or ids: what a public
+    /// health endpoint may show. The full text (with the fix) belongs in the logs.
+    ///
+    /// ```
+    /// use entra_federation::Error;
+    /// use entra_federation::sts::StsError;
+    /// let e = Error::Sts(StsError::Transport { endpoint: "https://sts.example/".into(), reason: "refused".into() });
+    /// assert_eq!(e.summary(), "sts: unreachable");
+    /// ```
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Assertion(AssertionError::Transport { source_kind, .. }) => {
+                format!("managed identity ({source_kind}): unreachable")
+            }
+            Self::Assertion(AssertionError::Rejected {
+                source_kind,
+                status,
+                code,
+                ..
+            }) => format!(
+                "managed identity ({source_kind}): HTTP {status}{}",
+                code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+            ),
+            Self::Assertion(AssertionError::TokenFile { .. }) => {
+                "managed identity (token file): unreadable".into()
+            }
+            Self::Assertion(_) => "managed identity: unusable response".into(),
+            Self::Entra(EntraError::Rejected(r)) => format!(
+                "entra: HTTP {} {}{}",
+                r.status,
+                r.error,
+                r.codes
+                    .iter()
+                    .map(|c| format!(" AADSTS{c}"))
+                    .collect::<String>()
+            ),
+            Self::Entra(EntraError::Transport { .. }) => "entra: unreachable".into(),
+            Self::Entra(EntraError::InvalidResponse(_)) => "entra: unusable response".into(),
+            Self::TokenShape(_) => "entra: the token is not the v1 token STS needs".into(),
+            Self::Sts(StsError::Service(e)) => format!("sts: HTTP {} {}", e.status, e.raw_code),
+            Self::Sts(StsError::Transport { .. }) => "sts: unreachable".into(),
+            Self::Sts(_) => "sts: unusable response".into(),
+        }
+    }
 }

@@ -173,6 +173,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Why a request got no answer, for a transport error: "timed out", or "connection failed: " with
+/// the causes (e.g. the TLS certificate refused), or reqwest's own text without the URL.
+pub(crate) fn transport_reason(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        match std::error::Error::source(&e) {
+            Some(cause) => format!("connection failed: {}", error_chain(cause)),
+            None => "connection failed".into(),
+        }
+    } else {
+        e.without_url().to_string()
+    }
+}
+
 /// Why an HTTP call cannot be made on this thread: the client runs on Tokio's reactor and timers.
 pub const NO_RUNTIME: &str = "no Tokio runtime on this thread: entra-federation makes its HTTP calls on Tokio; call it from within a Tokio runtime (as the AWS SDK does)";
 

@@ -189,13 +189,7 @@ impl SidecarClient {
         let endpoint = self.base.to_string();
         let resp = req.send().await.map_err(|e| SidecarError::Transport {
             endpoint: endpoint.clone(),
-            reason: if e.is_timeout() {
-                "timed out".into()
-            } else if e.is_connect() {
-                "connection failed".into()
-            } else {
-                e.without_url().to_string()
-            },
+            reason: crate::http::transport_reason(e),
         })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();

@@ -345,13 +345,7 @@ impl StsClient {
         }
         let transport = |e: reqwest::Error| StsError::Transport {
             endpoint: redacted_endpoint(&self.endpoint),
-            reason: if e.is_timeout() {
-                "timed out".into()
-            } else if e.is_connect() {
-                "connection failed".into()
-            } else {
-                e.without_url().to_string()
-            },
+            reason: crate::http::transport_reason(e),
         };
         let resp = self
             .http

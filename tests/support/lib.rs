@@ -111,13 +111,7 @@ pub async fn run_python(script: &str, env: &HashMap<String, String>) -> String {
     let script_path = workspace_root().join("tests/python").join(script);
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg(&script_path).kill_on_drop(true);
-    for var in [
-        "AWS_PROFILE",
-        "AWS_BEARER_TOKEN_BEDROCK",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    ] {
+    for var in AMBIENT_VARIABLES {
         cmd.env_remove(var);
     }
     cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config").env(
@@ -289,10 +283,10 @@ impl Callers {
         Self { handles, waiting }
     }
 
-    /// Waits until `n` callers are waiting.
+    /// Waits until `n` callers are waiting (at most two minutes).
     pub async fn until_waiting(&mut self, n: usize) {
-        self.waiting
-            .wait_for(|w| *w >= n)
+        let waiting = self.waiting.wait_for(|w| *w >= n);
+        within("the callers to be waiting", waiting)
             .await
             .expect("callers' counter alive");
     }
@@ -335,3 +329,60 @@ pub fn dead_endpoint() -> (tokio::net::TcpSocket, String) {
     let url = format!("http://{}", socket.local_addr().expect("bound address"));
     (socket, url)
 }
+
+/// `future`'s output, or a failure naming `what` after two minutes: for waits on a condition that
+/// a regression could leave unmet (tests on a real clock).
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(120), future)
+        .await
+        .unwrap_or_else(|_| panic!("waited two minutes for {what}"))
+}
+
+/// What the library, the AWS SDKs and azure-identity read from the environment: removed from the
+/// children the tests start (and, where a test uses the process environment, from it), so the
+/// machine's own settings cannot change what is tested. Tests then set what they mean.
+pub const AMBIENT_VARIABLES: &[&str] = &[
+    "TENANT_ID",
+    "AZURE_TENANT_ID",
+    "STS_APP_ID",
+    "STS_APP_URI",
+    "ENTRA_FEDERATION_SCOPE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "AZURE_CLIENT_ID",
+    "ENTRA_FEDERATION_ASSERTION_SOURCE",
+    "ENTRA_FEDERATION_CA_FILE",
+    "ENTRA_FEDERATION_ALLOW_HTTP",
+    "ENTRA_FEDERATION_CACHE_DIR",
+    "TOKEN_FILE_MODE",
+    "AWS_ROLE_ARN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_ROLE_DURATION_SECONDS",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+];

@@ -60,7 +60,7 @@ async fn ten_thousand_concurrent_cold_callers_cause_one_call_per_hop() {
     let mut callers = Callers::spawn(&provider, N);
     callers.until_waiting(N).await;
     for (i, (hop, hold)) in hops.iter().zip(&holds).enumerate() {
-        hold.until_arrived(1).await;
+        within("a call at the held hop", hold.until_arrived(1)).await;
         assert_eq!(
             callers.finished(),
             0,
@@ -72,7 +72,6 @@ async fn ten_thousand_concurrent_cold_callers_cause_one_call_per_hop() {
         }
         hold.release();
     }
-    let waited = callers.waiting();
     let keys: std::collections::HashSet<_> = callers
         .join()
         .await
@@ -83,7 +82,6 @@ async fn ten_thousand_concurrent_cold_callers_cause_one_call_per_hop() {
                 .to_string()
         })
         .collect();
-    assert_eq!(waited, N, "all callers were waiting on the one chain");
     assert_eq!(keys.len(), 1, "all callers share one set of credentials");
     for hop in hops {
         assert_eq!(cloud.counter(hop), 1, "{hop}");
@@ -97,7 +95,7 @@ async fn callers_of_a_failing_chain(cloud: &local_cloud::LocalCloud) -> Vec<Cred
     let provider = provider_from_env(cloud);
     let mut callers = Callers::spawn(&provider, N);
     callers.until_waiting(N).await;
-    hold.until_arrived(1).await;
+    within("a call at the held hop", hold.until_arrived(1)).await;
     hold.release();
     callers
         .join()
@@ -241,7 +239,7 @@ async fn forty_eight_hours_renewed_ahead_never_expired_never_waiting_and_an_outa
         "the outage was noticed: {stats:?}"
     );
     // Sessions. One-hour credentials refresh 15 min + up to a fifth of that (3 min) ahead: every
-    // 42-45 min. 48 h is 2880 min: 64-68 refreshes after the warm-up. The outage delays one
+    // 42-45 min. 48 h is 2880 min: 64-69 sessions counting the warm-up's. The outage delays one
     // refresh by at most its 10 minutes plus one backoff (a quarter of the 10 minutes left).
     assert!(
         (64..=70).contains(&sessions),
@@ -250,7 +248,8 @@ async fn forty_eight_hours_renewed_ahead_never_expired_never_waiting_and_an_outa
     // Entra exchanges. A 75-minute token refreshes 15-18 min ahead: it is fresh for 57-60 min
     // after the exchange, so the next STS session (42-45 min later) reuses it and the one after
     // (84-90 min later) exchanges again: each token serves exactly two sessions. An exchange
-    // also counts when it fails, at most once per failed refresh attempt.
+    // also counts when it fails, at most once per failed refresh attempt (chain_failures also
+    // counts attempts that failed at STS without calling Entra: the bound is loose by those).
     let paired = sessions.div_ceil(2);
     assert!(
         (paired..=paired + 1 + stats.chain_failures).contains(&stats.entra_exchanges),
@@ -260,7 +259,8 @@ async fn forty_eight_hours_renewed_ahead_never_expired_never_waiting_and_an_outa
     );
     // Assertions. A 24-hour managed-identity token is fresh for 9.6-12 h (refreshed at half-life
     // plus up to a fifth of it), and a new one is fetched at the first exchange after that
-    // (exchanges come every 84-90 min): 3 to 5 more after the warm-up's in 48 h.
+    // (exchanges come at least every ~105 min): 3 or 4 more after the warm-up's in 48 h; the
+    // bound allows one more.
     let assertions = cloud.counter("identity_endpoint");
     assert!((4..=6).contains(&assertions), "{assertions} assertions");
 }

@@ -8,20 +8,25 @@ use system_tests::*;
 async fn provider_from_local_env_feeds_the_aws_sdk() {
     let cloud = cloud().await;
     let provider = provider_from_env(&cloud);
+    let asked_at = std::time::SystemTime::now();
     let creds = provider.provide_credentials().await.expect("credentials");
+    let answered_at = std::time::SystemTime::now();
     assert!(creds.access_key_id().starts_with("ASIA"));
     assert_eq!(
         creds.account_id().map(|a| a.as_str()),
         Some(local_cloud::ids::AWS_ACCOUNT_ID)
     );
-    // The role's default one-hour session, as STS stated it (whole seconds).
+    // The role's default one-hour session, as STS stated it (whole seconds): one hour after a
+    // moment between the request and the answer.
     let expiry = creds.expiry().expect("STS's Expiration");
     assert_eq!(provider.cached_expiry(), Some(expiry));
-    let left = expiry
-        .duration_since(std::time::SystemTime::now())
-        .expect("in the future")
-        .as_secs();
-    assert!((3590..=3600).contains(&left), "{left} s");
+    let hour = std::time::Duration::from_secs(3600);
+    let earliest = asked_at + hour - std::time::Duration::from_secs(1);
+    assert!(
+        (earliest..=answered_at + hour).contains(&expiry),
+        "{expiry:?} not within {earliest:?}..={:?}",
+        answered_at + hour
+    );
 
     let sts = sts_client(&cloud, provider.clone());
     let who = sts

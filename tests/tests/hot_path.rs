@@ -124,7 +124,7 @@ async fn warm_calls_allocate_nothing_in_the_fresh_and_advisory_phases() {
         .expect("advisory: ready on the first poll")
         .expect("credentials");
     assert_eq!(c.access_key_id(), warm.access_key_id());
-    hold.until_arrived(1).await;
+    within("a call at the held hop", hold.until_arrived(1)).await;
     let counts = windows_until_quiet(&provider, warm.access_key_id()).await;
     assert_eq!(
         counts.last(),

@@ -33,7 +33,8 @@ async fn assume(cloud: &LocalCloud, token: &str, duration: Option<&str>) -> (u16
 }
 
 /// The seconds from now to the `<Expiration>` of an `AssumeRoleWithWebIdentityResponse`.
-fn lifetime_of(body: &str) -> i64 {
+/// STS's `Expiration`, in Unix seconds.
+fn expiration_of(body: &str) -> i64 {
     let expiration = body
         .split_once("<Expiration>")
         .and_then(|(_, rest)| rest.split_once("</Expiration>"))
@@ -44,7 +45,12 @@ fn lifetime_of(body: &str) -> i64 {
         aws_smithy_types::date_time::Format::DateTime,
     )
     .unwrap();
-    at.secs() - entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64
+    at.secs()
+}
+
+/// Unix seconds now.
+fn now_secs() -> i64 {
+    entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64
 }
 
 /// The library's v1 token, re-signed by the tenant's key with `exp` moved.
@@ -99,12 +105,18 @@ async fn duration_is_bounded_by_the_roles_maximum() {
             && body.contains("exceeds the MaxSessionDuration"),
         "{body}"
     );
+    // Bracketed by the test's clock before and after the call (STS writes whole seconds), so the
+    // check does not depend on how long the call took.
+    let before = now_secs();
     let (status, body) = assume(&cloud, token, Some("900")).await;
+    let after = now_secs();
     assert_eq!(status, 200, "{body}");
-    let lifetime = lifetime_of(&body);
+    let expiration = expiration_of(&body);
     assert!(
-        (898..=900).contains(&lifetime),
-        "900 s asked, {lifetime} s given"
+        (before + 900..=after + 900).contains(&expiration),
+        "900 s asked: expiration {expiration} outside [{}, {}]",
+        before + 900,
+        after + 900
     );
     let (status, body) = assume(&cloud, token, Some("600")).await;
     assert_eq!(status, 400);

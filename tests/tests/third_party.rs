@@ -137,6 +137,7 @@ async fn library_sts_client_parses_motos_independent_sts() {
         .assume_role_with_web_identity(&request, &token)
         .await
         .expect("moto answers");
+    let answered_at = std::time::SystemTime::now();
     let key = assumed.credentials.access_key_id();
     assert!(
         key.starts_with("ASIA") && key.len() >= 16,
@@ -156,14 +157,15 @@ async fn library_sts_client_parses_motos_independent_sts() {
         assumed.credentials.account_id().map(|a| a.as_str()),
         Some("123456789012")
     );
-    // DurationSeconds=900 was sent and honoured (moto writes whole seconds, hence the margin).
-    let lifetime = assumed
-        .expires_at
-        .duration_since(asked_at)
-        .expect("expires in the future");
+    // DurationSeconds=900 was sent and honoured: the expiry is 900 s after a moment between the
+    // request and the answer (moto writes whole seconds, hence one second either side).
+    let second = Duration::from_secs(1);
+    let earliest = asked_at + Duration::from_secs(900) - second;
+    let latest = answered_at + Duration::from_secs(900) + second;
     assert!(
-        (Duration::from_secs(895)..=Duration::from_secs(905)).contains(&lifetime),
-        "{lifetime:?}"
+        (earliest..=latest).contains(&assumed.expires_at),
+        "{:?} not within {earliest:?}..={latest:?}",
+        assumed.expires_at
     );
     assert_eq!(assumed.credentials.expiry(), Some(assumed.expires_at));
 }

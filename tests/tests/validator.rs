@@ -528,7 +528,11 @@ async fn requests_do_not_wait_on_the_periodic_refresh() {
         .expect("a request waited on the periodic key refresh")
         .expect("validated with the current keys");
     }
-    hold.until_arrived(1).await;
+    within(
+        "the periodic refresh at the held metadata",
+        hold.until_arrived(1),
+    )
+    .await;
     hold.release();
     // The refresh went out beside the requests; wait for it to swap the keys in (a condition
     // polled on the paused clock, at most two simulated minutes).

@@ -107,13 +107,7 @@ pub(super) async fn get_with_retries(
     loop {
         let (err, delay_hint, is_gone) = match request().send().await {
             Err(e) => {
-                let reason = if e.is_timeout() {
-                    "timed out".to_string()
-                } else if e.is_connect() {
-                    "connection failed".to_string()
-                } else {
-                    e.without_url().to_string()
-                };
+                let reason = crate::http::transport_reason(e);
                 let err = AssertionError::Transport {
                     source_kind,
                     endpoint: redacted_endpoint(endpoint),

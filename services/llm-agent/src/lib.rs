@@ -178,9 +178,13 @@ async fn current_status(app: &App) -> Value {
     {
         return v.clone();
     }
-    // The library's typed error (the SDK trait's would only say "an error occurred while loading
-    // credentials").
+    // The library's typed error: its hop and code are public (the SDK trait's error would say
+    // only "an error occurred while loading credentials"); the full text, which names endpoints
+    // and ids, goes to the log only.
     let credentials = app.provider.credentials().await;
+    if let Err(e) = &credentials {
+        tracing::warn!(error = %e, "status: no AWS credentials");
+    }
     let sidecar = app.tool.sidecar.health().await;
     let mut weather_url = app.config.weather_api_url.clone();
     weather_url.set_path("/health");
@@ -194,7 +198,7 @@ async fn current_status(app: &App) -> Value {
         .unwrap_or(false);
     let v = json!({
         "bedrock_available": credentials.is_ok(),
-        "credentials_error": credentials.as_ref().err().map(|e| e.to_string()),
+        "credentials_error": credentials.as_ref().err().map(|e| e.summary()),
         "sidecar_healthy": sidecar.is_ok(),
         "weather_api_healthy": weather,
         "aws_region": app.config.aws_region,

@@ -379,6 +379,7 @@ impl Sidecar {
         agent: Option<String>,
     ) -> Result<String, Response> {
         self.count(counter);
+        self.cloud.latency(counter).await;
         if let Some(r) = loopback_only(peer) {
             return Err(r);
         }

@@ -87,7 +87,7 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// How many calls have arrived at the held endpoint (they are counted before they wait).
+    /// How many calls have arrived at the held endpoint (counted as they start to wait).
     pub fn arrived(&self) -> u64 {
         *self.arrived.borrow()
     }
@@ -182,14 +182,14 @@ impl CloudState {
     }
 
     /// Makes calls to `name` (a counter name, or a prefix before `:`) take `delay` longer, on the
-    /// cloud's tokio clock. Every endpoint with a counter honours it, after counting the call.
+    /// cloud's tokio clock. Every endpoint with a counter honours it.
     pub fn inject_latency(&self, name: &str, delay: std::time::Duration) {
         lock(&self.latencies).insert(name.to_string(), delay);
     }
 
     /// Holds calls to `name` (a counter name, or a prefix before `:`) until the returned handle is
-    /// released or the faults are cleared. Every endpoint with a counter honours it, after
-    /// counting the call and before answering.
+    /// released or the faults are cleared. Every endpoint with a counter honours it before
+    /// answering; the hold counts the calls that arrive ([`Hold::arrived`]).
     pub fn hold(&self, name: &str) -> Arc<Hold> {
         let hold = Arc::new(Hold {
             target: name.to_string(),
@@ -209,9 +209,11 @@ impl CloudState {
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
         }
+        // A released hold lets everything through: skip it, so a later hold on the same target
+        // (or an overlapping one) is the one that applies.
         let hold = lock(&self.holds)
             .iter()
-            .find(|h| applies(&h.target, name))
+            .find(|h| applies(&h.target, name) && !*h.released.borrow())
             .cloned();
         if let Some(h) = hold {
             h.enter().await;

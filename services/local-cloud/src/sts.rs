@@ -204,7 +204,8 @@ async fn assume_role_with_web_identity(
                 "The policy is not in the valid JSON format.",
             ));
         }
-        if policy.len() > 2048 {
+        // Characters, as AWS counts them (not UTF-8 bytes).
+        if policy.chars().count() > 2048 {
             return Err(fault(
                 400,
                 "PackedPolicyTooLarge",

@@ -36,6 +36,11 @@ fn the_default_chain_reads_the_refreshers_file() {
             String::from_utf8_lossy(&out.stderr)
         );
 
+        for k in AMBIENT_VARIABLES {
+            // SAFETY: single test in this binary on a current-thread runtime: no other thread
+            // reads or writes the environment while this runs.
+            unsafe { std::env::remove_var(k) };
+        }
         for (k, v) in [
             ("AWS_WEB_IDENTITY_TOKEN_FILE", file.display().to_string()),
             ("AWS_ROLE_ARN", env["AWS_ROLE_ARN"].clone()),
@@ -57,19 +62,7 @@ fn the_default_chain_reads_the_refreshers_file() {
             // or writes the environment while this runs.
             unsafe { std::env::set_var(k, v) };
         }
-        for k in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            "AWS_BEARER_TOKEN_BEDROCK",
-        ] {
-            // SAFETY: as above.
-            unsafe { std::env::remove_var(k) };
-        }
+
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;

@@ -23,7 +23,11 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], env: &HashMap<String, String>) -> Self {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        for var in AMBIENT_VARIABLES {
+            command.env_remove(var);
+        }
+        let mut child = command
             .args(args)
             .envs(env)
             .stdout(Stdio::piped())

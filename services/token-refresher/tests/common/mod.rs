@@ -14,10 +14,14 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_token-refresher");
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A `tokio::process::Command` for the refresher, killed when dropped (so a failing or timed-out
-/// test leaves nothing running), with no stdin.
+/// test leaves nothing running), with no stdin and none of the machine's Azure/AWS settings.
 pub fn refresher() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.kill_on_drop(true).stdin(Stdio::null());
+    // Only what the test sets: not the machine's own Azure/AWS settings.
+    for var in system_tests::AMBIENT_VARIABLES {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
