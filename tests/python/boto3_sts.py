@@ -28,7 +28,8 @@ bad = boto3.client(
     "sts",
     region_name=region,
     aws_access_key_id=c["AccessKeyId"],
-    aws_secret_access_key="x" + c["SecretAccessKey"][1:],
+    # Another first character (a secret that already began with "x" stayed right: 1 run in ~60).
+    aws_secret_access_key=("y" if c["SecretAccessKey"][0] == "x" else "x") + c["SecretAccessKey"][1:],
     aws_session_token=c["SessionToken"],
 )
 try:
