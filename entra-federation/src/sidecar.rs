@@ -187,6 +187,12 @@ impl SidecarClient {
         req: reqwest::RequestBuilder,
     ) -> Result<(u16, reqwest::header::HeaderMap, String), SidecarError> {
         let endpoint = self.base.to_string();
+        if let Some(reason) = crate::http::outside_runtime() {
+            return Err(SidecarError::Transport {
+                endpoint,
+                reason: reason.into(),
+            });
+        }
         let resp = req.send().await.map_err(|e| SidecarError::Transport {
             endpoint: endpoint.clone(),
             reason: crate::http::transport_reason(e),

@@ -619,3 +619,55 @@ async fn an_identity_endpoint_that_redirects_is_an_error() {
     assert_eq!(upstream.counts(), (1, 0), "not retried, not followed");
     assert_eq!(cloud.counter("entra_token"), 0);
 }
+
+/// The sidecar client and the token validator, like the provider's hops, answer a call made
+/// outside a Tokio runtime with a typed error instead of a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_tokio_runtime_the_sidecar_client_and_the_validator_fail_clearly() {
+    use entra_federation::sidecar::{SidecarClient, SidecarError};
+    use entra_federation::validate::{
+        KindPolicy, Policy, TokenValidator, ValidationError, ValidatorConfig,
+    };
+    let cloud = cloud().await;
+    let (_dead, weather) = dead_endpoint();
+    let sidecar =
+        SidecarClient::new(start_sidecar(&cloud, true, &weather).await.parse().unwrap()).unwrap();
+    let mut config = ValidatorConfig::new(
+        ids::TENANT_ID,
+        vec![ids::WEATHER_API_AUDIENCE.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: None,
+            app_only: KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
+            delegated: KindPolicy::Deny,
+        },
+    );
+    config.authority = format!("{}/", cloud.http_url()).parse().unwrap();
+    let validator = TokenValidator::new(config).unwrap();
+    // A well-formed token the validator would look up keys for.
+    let token = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .expect("an agent token, inside the runtime");
+    let raw = token
+        .authorization_header()
+        .expose_secret()
+        .trim_start_matches("Bearer ")
+        .to_string();
+    let (health, validated) = on_a_plain_thread(move || {
+        (
+            block_on(sidecar.health()),
+            block_on(validator.validate(&raw)).map(|_| ()),
+        )
+    })
+    .await;
+    match health {
+        Err(SidecarError::Transport { reason, .. }) => assert_eq!(reason, NO_RUNTIME),
+        other => panic!("expected a transport error naming the runtime: {other:?}"),
+    }
+    assert!(
+        matches!(validated, Err(ValidationError::KeysUnavailable)),
+        "{validated:?}"
+    );
+    assert_eq!(cloud.counter("entra_metadata"), 0, "nothing was sent");
+}

@@ -177,6 +177,9 @@ impl KeyCache {
     }
 
     async fn fetch(&self) -> Result<Keys, FetchError> {
+        if let Some(reason) = crate::http::outside_runtime() {
+            return Err(FetchError(reason.into()));
+        }
         let mut by_version = HashMap::new();
         for (version, url) in &self.metadata {
             let get = |u: Url| async move {

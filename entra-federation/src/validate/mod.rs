@@ -321,8 +321,12 @@ impl TokenValidator {
         if keys.fetched_at.is_none() {
             // First use: nothing to validate with yet.
             keys = inner.keys.refresh(false).await;
-        } else if inner.keys.stale() && inner.keys.claim_periodic() {
-            // The periodic refresh runs beside the requests, which keep the current keys.
+        } else if inner.keys.stale()
+            && crate::http::outside_runtime().is_none()
+            && inner.keys.claim_periodic()
+        {
+            // The periodic refresh runs beside the requests, which keep the current keys (outside
+            // a Tokio runtime there is nothing to run it on: the current keys serve).
             let me = self.clone();
             tokio::spawn(async move { me.inner.keys.periodic_refresh().await });
         }
