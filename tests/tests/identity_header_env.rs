@@ -9,31 +9,6 @@ use local_cloud::Registry;
 use std::time::Duration;
 use system_tests::*;
 
-/// Every variable the library's configuration reads: cleared first so that nothing ambient counts.
-const CONFIG_VARIABLES: &[&str] = &[
-    "TENANT_ID",
-    "AZURE_TENANT_ID",
-    "STS_APP_ID",
-    "STS_APP_URI",
-    "ENTRA_FEDERATION_SCOPE",
-    "AZURE_AUTHORITY_HOST",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "AZURE_CLIENT_ID",
-    "ENTRA_FEDERATION_ASSERTION_SOURCE",
-    "AWS_ROLE_ARN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ROLE_SESSION_NAME",
-    "AWS_ROLE_DURATION_SECONDS",
-    "AWS_ENDPOINT_URL_STS",
-    "AWS_ENDPOINT_URL",
-    "ENTRA_FEDERATION_CA_FILE",
-    "ENTRA_FEDERATION_ALLOW_HTTP",
-];
-
 /// Sets a variable of this process.
 fn set(key: &str, value: &str) {
     // SAFETY: this test binary runs one test, on a current-thread runtime: no other thread reads
@@ -45,7 +20,7 @@ fn set(key: &str, value: &str) {
 async fn a_rotated_identity_header_is_read_from_the_process_environment() {
     let clock = Clock::tokio_driven();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
-    for key in CONFIG_VARIABLES {
+    for key in AMBIENT_VARIABLES {
         // SAFETY: as in `set`.
         unsafe { std::env::remove_var(key) }
     }

@@ -220,18 +220,28 @@ async fn each_stale_assertion_code_fetches_one_fresh_assertion_and_succeeds() {
     }
 }
 
-#[tokio::test]
-async fn a_fresh_assertion_is_fetched_once_not_in_a_loop() {
-    let cloud = cloud().await;
-    let proxy = EntraProxy::start(&cloud, &[(400, 700024), (400, 700024)]).await;
-    let err = with_env(&cloud, "AZURE_AUTHORITY_HOST", &proxy.url)
+/// The provider's failure with Entra answering `answers` (status, AADSTS code) in turn through a
+/// proxy; returns the failure's status and codes, and the proxy.
+async fn entra_failure(
+    cloud: &LocalCloud,
+    answers: &[(u16, u32)],
+) -> ((u16, Vec<u32>), EntraProxy) {
+    let proxy = EntraProxy::start(cloud, answers).await;
+    let err = with_env(cloud, "AZURE_AUTHORITY_HOST", &proxy.url)
         .credentials()
         .await
         .unwrap_err();
     let Error::Entra(EntraError::Rejected(r)) = &*err else {
         panic!("{err:?}")
     };
-    assert_eq!((r.status, r.codes.as_slice()), (400, &[700024][..]));
+    ((r.status, r.codes.clone()), proxy)
+}
+
+#[tokio::test]
+async fn a_fresh_assertion_is_fetched_once_not_in_a_loop() {
+    let cloud = cloud().await;
+    let (rejection, proxy) = entra_failure(&cloud, &[(400, 700024), (400, 700024)]).await;
+    assert_eq!(rejection, (400, vec![700024]));
     assert_eq!(cloud.counter("identity_endpoint"), 2);
     assert_eq!(proxy.requests(), 2);
     assert_eq!(cloud.counter("sts:AssumeRoleWithWebIdentity"), 0);
@@ -241,15 +251,8 @@ async fn a_fresh_assertion_is_fetched_once_not_in_a_loop() {
 async fn other_entra_rejections_keep_the_assertion() {
     // A federated-credential mismatch is not fixed by another assertion.
     let cloud = cloud().await;
-    let proxy = EntraProxy::start(&cloud, &[(401, 700213)]).await;
-    let err = with_env(&cloud, "AZURE_AUTHORITY_HOST", &proxy.url)
-        .credentials()
-        .await
-        .unwrap_err();
-    let Error::Entra(EntraError::Rejected(r)) = &*err else {
-        panic!("{err:?}")
-    };
-    assert_eq!((r.status, r.codes.as_slice()), (401, &[700213][..]));
+    let (rejection, proxy) = entra_failure(&cloud, &[(401, 700213)]).await;
+    assert_eq!(rejection, (401, vec![700213]));
     assert_eq!(cloud.counter("identity_endpoint"), 1);
     assert_eq!(proxy.requests(), 1);
 }
