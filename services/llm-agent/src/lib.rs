@@ -102,34 +102,53 @@ pub fn router(
         users,
         status: tokio::sync::Mutex::new(None),
     });
-    Ok(Router::new()
-        .route("/", get(page))
-        .route(
-            "/static/app.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    include_str!("../static/app.js"),
-                )
-            }),
-        )
-        .route(
-            "/static/app.css",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-                    include_str!("../static/app.css"),
-                )
-            }),
-        )
-        .route("/api/chat", post(chat))
-        .route("/api/status", get(status))
-        .route("/api/config", get(config_info))
-        .route("/health", get(health))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .layer(middleware::from_fn(security_headers))
-        .with_state(app))
+    Ok(with_panic_guard(
+        Router::new()
+            .route("/", get(page))
+            .route(
+                "/static/app.js",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                        include_str!("../static/app.js"),
+                    )
+                }),
+            )
+            .route(
+                "/static/app.css",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                        include_str!("../static/app.css"),
+                    )
+                }),
+            )
+            .route("/api/chat", post(chat))
+            .route("/api/status", get(status))
+            .route("/api/config", get(config_info))
+            .route("/health", get(health))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(ready))
+            .layer(middleware::from_fn(security_headers))
+            .with_state(app),
+    ))
+}
+
+/// Any panic in a handler becomes a logged 500 with the JSON failure body, not a dropped
+/// connection.
+pub fn with_panic_guard(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |_panic: Box<dyn std::any::Any + Send + 'static>| {
+            tracing::error!("a request handler panicked; answered 500");
+            failure(
+                500,
+                "internal error: the request could not be completed",
+                None,
+                None,
+                vec![],
+            )
+        },
+    ))
 }
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";

@@ -285,9 +285,8 @@ pub fn extract_city(message: &str) -> String {
         .trim_end_matches('?')
         .trim_end_matches('.')
         .trim();
-    let lower = m.to_lowercase();
     for kw in [" in ", " for "] {
-        if let Some(i) = lower.rfind(kw) {
+        if let Some(i) = rfind_ascii_case_insensitive(m, kw) {
             let city = m[i + kw.len()..].trim();
             if !city.is_empty()
                 && city
@@ -315,6 +314,17 @@ pub fn extract_city(message: &str) -> String {
     "Seattle".into()
 }
 
+/// The byte offset of the last match of the ASCII `needle` in `haystack`, ignoring ASCII case.
+/// Searched in the original text: offsets from a lower-cased copy do not fit it, because
+/// lower-casing changes byte lengths ("İ" is 2 bytes, its lower case 3).
+fn rfind_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    // An ASCII match starts on a character boundary: ASCII bytes never continue a character.
+    (0..=h.len().checked_sub(n.len())?)
+        .rev()
+        .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::extract_city;
@@ -332,5 +342,15 @@ mod tests {
         ] {
             assert_eq!(extract_city(q), city, "{q}");
         }
+    }
+
+    /// Lower-casing changes byte lengths ("İ" is 2 bytes, "i̇" 3): offsets found in the
+    /// lower-cased text must never slice the original.
+    #[test]
+    fn text_whose_lower_case_is_longer_never_panics() {
+        assert_eq!(extract_city("İİİİ in x"), "x");
+        assert_eq!(extract_city("İSTANBUL weather IN Dallas"), "Dallas");
+        assert_eq!(extract_city("weather İN İzmir"), "İzmir");
+        assert_eq!(extract_city("ẞẞẞ for Köln?"), "Köln");
     }
 }

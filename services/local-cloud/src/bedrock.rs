@@ -131,9 +131,15 @@ pub fn weather_city(text: &str) -> Option<String> {
     if !lower.contains("weather") && !lower.contains("forecast") && !lower.contains("temperature") {
         return None;
     }
+    // Offsets from `lower` do not fit `text` (lower-casing changes byte lengths): search the
+    // original, ignoring ASCII case (the keywords are ASCII, so a match is on a char boundary).
+    let find = |k: &str| {
+        let (t, k) = (text.as_bytes(), k.as_bytes());
+        (0..=t.len().checked_sub(k.len())?).find(|&i| t[i..i + k.len()].eq_ignore_ascii_case(k))
+    };
     let start = [" in ", " for ", " at "]
         .iter()
-        .filter_map(|k| lower.find(k).map(|i| i + k.len()))
+        .filter_map(|k| find(k).map(|i| i + k.len()))
         .min()?;
     let city: String = text[start..]
         .chars()
@@ -348,6 +354,18 @@ pub async fn invoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lower-casing changes byte lengths ("İ" is 2 bytes, "i̇" 3): offsets found in the
+    /// lower-cased text must never slice the original.
+    #[test]
+    fn text_whose_lower_case_is_longer_never_panics() {
+        assert_eq!(weather_city("İİİİ weather in x").as_deref(), Some("x"));
+        assert_eq!(
+            weather_city("İSTANBUL WEATHER IN Dallas").as_deref(),
+            Some("Dallas")
+        );
+        assert_eq!(weather_city("İİ weather").as_deref(), None);
+    }
 
     #[test]
     fn finds_the_city_of_a_weather_question() {

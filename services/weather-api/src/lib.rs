@@ -51,14 +51,31 @@ pub fn router(config: WeatherConfig) -> Result<Router, ConfigError> {
         }
     })?;
     let app = Arc::new(App { validator, weather });
-    Ok(Router::new()
-        .route(
-            "/health",
-            get(|| async { Json(json!({"status": "healthy", "service": "Weather API"})) }),
-        )
-        .route("/weather", get(current))
-        .route("/weather/forecast", get(forecast))
-        .with_state(app))
+    Ok(with_panic_guard(
+        Router::new()
+            .route(
+                "/health",
+                get(|| async { Json(json!({"status": "healthy", "service": "Weather API"})) }),
+            )
+            .route("/weather", get(current))
+            .route("/weather/forecast", get(forecast))
+            .with_state(app),
+    ))
+}
+
+/// Any panic in a handler becomes a logged 500 with the `{error, message}` body, not a dropped
+/// connection.
+pub fn with_panic_guard(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |_panic: Box<dyn std::any::Any + Send + 'static>| {
+            tracing::error!("a request handler panicked; answered 500");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                "the request could not be completed",
+            )
+        },
+    ))
 }
 
 fn error(status: StatusCode, error: &str, message: &str) -> Response {
