@@ -386,3 +386,33 @@ pub const AMBIENT_VARIABLES: &[&str] = &[
     "AWS_USE_FIPS_ENDPOINT",
     "AWS_USE_DUALSTACK_ENDPOINT",
 ];
+
+/// `GET path` on `app` in process (no socket): the status and the JSON body.
+pub async fn get_json_in_process(app: axum::Router, path: &str) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let response = app
+        .oneshot(
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("an answer, not a dropped connection");
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, serde_json::from_slice(&body).expect("a JSON body"))
+}
+
+/// A router whose `GET /boom` panics the way a slicing bug does (a byte offset inside a
+/// character): for the services' panic guards.
+pub fn panicking_router() -> axum::Router {
+    axum::Router::new().route(
+        "/boom",
+        axum::routing::get(|| async {
+            let text = std::hint::black_box("İİİİ");
+            text[..1].to_string()
+        }),
+    )
+}

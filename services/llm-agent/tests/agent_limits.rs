@@ -567,28 +567,9 @@ async fn a_model_that_keeps_asking_for_tools_is_stopped_after_three_rounds() {
 /// A handler that panics answers 500 with the JSON failure body; the connection is not dropped.
 #[tokio::test]
 async fn a_panicking_handler_answers_500_json() {
-    use tower::ServiceExt;
-    let app = llm_agent::with_panic_guard(axum::Router::new().route(
-        "/boom",
-        axum::routing::get(|| async {
-            let text = "İİİİ";
-            // The kind of slicing bug issue 12 found: a byte offset that is not a char boundary.
-            text[..1].to_string()
-        }),
-    ));
-    let response = app
-        .oneshot(
-            axum::http::Request::get("/boom")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .expect("an answer, not a dropped connection");
-    assert_eq!(response.status(), 500);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+    let app = llm_agent::with_panic_guard(panicking_router());
+    let (status, body) = get_json_in_process(app, "/boom").await;
+    assert_eq!(status, 500);
     assert_eq!(body["success"], json!(false));
     assert_eq!(
         body["error"],

@@ -378,29 +378,13 @@ fn refuses_to_start_without_what_validation_needs() {
 /// A handler that panics answers 500 with `{error, message}`; the connection is not dropped.
 #[tokio::test]
 async fn a_panicking_handler_answers_500_json() {
-    use tower::ServiceExt;
-    let app = weather_api::with_panic_guard(axum::Router::new().route(
-        "/boom",
-        axum::routing::get(|| async {
-            let text = "İİİİ";
-            text[..1].to_string()
-        }),
-    ));
-    let response = app
-        .oneshot(
-            axum::http::Request::get("/boom")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .expect("an answer, not a dropped connection");
-    assert_eq!(response.status(), 500);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+    let app = weather_api::with_panic_guard(panicking_router());
+    let (status, body) = get_json_in_process(app, "/boom").await;
     assert_eq!(
-        body,
-        serde_json::json!({"error": "Internal Server Error", "message": "the request could not be completed"})
+        (status, body),
+        (
+            500,
+            serde_json::json!({"error": "Internal Server Error", "message": "the request could not be completed"})
+        )
     );
 }
