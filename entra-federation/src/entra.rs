@@ -341,8 +341,10 @@ impl EntraClient {
                 }
                 Err((e, retry_after)) if e.is_recoverable() && retry < self.backoff.max_retries => {
                     retry += 1;
-                    let delay =
-                        retry_after.unwrap_or_else(|| self.backoff.delay_with(retry, &self.jitter));
+                    // The larger of Retry-After and the backoff: `Retry-After: 0` (or a past
+                    // date) must not turn the retries into a burst.
+                    let backoff = self.backoff.delay_with(retry, &self.jitter);
+                    let delay = retry_after.map_or(backoff, |after| after.max(backoff));
                     tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %e, "Entra exchange failed; retrying");
                     tokio::time::sleep(delay).await;
                 }

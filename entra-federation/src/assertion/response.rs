@@ -163,7 +163,10 @@ pub(super) async fn get_with_retries(
         if retry > rules.backoff.max_retries && !within_gone_window {
             return Err(err);
         }
-        let delay = delay_hint.unwrap_or_else(|| rules.backoff.delay(retry));
+        // The larger of Retry-After and the backoff: `Retry-After: 0` (or a past date) must not
+        // turn the retries into a burst.
+        let backoff = rules.backoff.delay(retry);
+        let delay = delay_hint.map_or(backoff, |after| after.max(backoff));
         tracing::warn!(source = source_kind, retry, delay_ms = delay.as_millis() as u64, error = %err, "managed-identity endpoint failed; retrying");
         tokio::time::sleep(delay).await;
     }
