@@ -177,7 +177,9 @@ impl StsError {
         match self {
             Self::Transport { .. } => true,
             Self::Service(e) => {
+                // 429 whatever the body says: a proxy in front of STS may answer it in plain text.
                 e.status >= 500
+                    || e.status == 429
                     || matches!(
                         e.code,
                         StsErrorCode::Throttling | StsErrorCode::IdpCommunication
@@ -449,6 +451,18 @@ pub fn valid_session_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 429 is throttling whatever its body: a proxy or load balancer in front of STS may answer
+    /// with plain text or HTML instead of STS's XML.
+    #[test]
+    fn a_429_without_an_xml_body_is_retried() {
+        for body in ["Too Many Requests", "<html><body>429</body></html>", ""] {
+            let e = StsError::Service(parse_error(429, body));
+            assert!(e.is_recoverable(), "{body:?}: {e}");
+        }
+        let e = StsError::Service(parse_error(400, "Bad Request"));
+        assert!(!e.is_recoverable(), "other 4xx stay terminal: {e}");
+    }
 
     const OK: &str = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleWithWebIdentityResult>
