@@ -553,3 +553,77 @@ async fn requests_do_not_wait_on_the_periodic_refresh() {
         "the periodic refresh completed and swapped the keys in"
     );
 }
+
+/// RFC 7235: the auth scheme is case-insensitive.
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_case_insensitively() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let token = sign(&cloud, &app_claims());
+    for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
+        v.validate_header(Some(&format!("{scheme} {token}")))
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+    }
+    assert!(matches!(
+        v.validate_header(Some(&format!("Basic {token}"))).await,
+        Err(ValidationError::Missing)
+    ));
+}
+
+/// A tenant id configured in upper case still accepts the tenant's tokens: Entra writes the
+/// GUID in lower case in `iss` and `tid`.
+#[tokio::test]
+async fn an_upper_case_tenant_id_accepts_the_tenants_tokens() {
+    let cloud = cloud().await;
+    let mut config = ValidatorConfig::new(
+        &ids::TENANT_ID.to_uppercase(),
+        vec![API.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: Some(ids::BLUEPRINT_APP_ID.into()),
+            app_only: KindPolicy::Require("Weather.Read".into()),
+            delegated: KindPolicy::Require("Weather.Read".into()),
+        },
+    );
+    config.authority = format!("{}/", cloud.https_url()).parse().unwrap();
+    config.root_ca = Some(cloud.ca_file().to_path_buf());
+    let v = TokenValidator::new(config).unwrap();
+    v.validate(&sign(&cloud, &app_claims()))
+        .await
+        .expect("v1 token of the tenant");
+    let v2 = with(
+        with(app_claims(), "ver", json!("2.0")),
+        "iss",
+        json!(format!(
+            "https://login.microsoftonline.com/{}/v2.0",
+            ids::TENANT_ID
+        )),
+    );
+    v.validate(&sign(&cloud, &v2))
+        .await
+        .expect("v2 token of the tenant");
+}
+
+/// The `error_description` is an RFC 7230 quoted-string: `"` and `\` are escaped, so what a client
+/// unescapes is the error's text.
+#[test]
+fn www_authenticate_is_a_well_formed_quoted_string() {
+    let e = ValidationError::Tenant(r#"a\"b\\c"#.into());
+    let header = e.www_authenticate();
+    let quoted = header
+        .split_once("error_description=\"")
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{header}"));
+    let mut unescaped = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => unescaped.push(chars.next().expect("an escaped character")),
+            '"' => panic!("an unescaped quote ends the string early: {header}"),
+            c => unescaped.push(c),
+        }
+    }
+    assert_eq!(unescaped, e.to_string());
+}

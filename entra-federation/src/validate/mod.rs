@@ -223,9 +223,10 @@ impl ValidationError {
     pub fn www_authenticate(&self) -> String {
         match self {
             Self::Missing => "Bearer".to_string(),
+            // An RFC 7230 quoted-string: `\` and `"` are escaped.
             other => format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                other.to_string().replace('"', "'")
+                other.to_string().replace('\\', "\\\\").replace('"', "\\\"")
             ),
         }
     }
@@ -265,11 +266,10 @@ impl TokenValidator {
         })?;
         let mut keys = keys;
         keys.refresh_interval = config.refresh_interval;
-        let v1_issuer = format!("https://sts.windows.net/{}/", config.tenant_id);
-        let v2_issuer = format!(
-            "https://login.microsoftonline.com/{}/v2.0",
-            config.tenant_id
-        );
+        // Entra writes the tenant GUID in lower case; the issuer is compared exactly.
+        let tenant = config.tenant_id.to_ascii_lowercase();
+        let v1_issuer = format!("https://sts.windows.net/{tenant}/");
+        let v2_issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
         Ok(Self {
             inner: std::sync::Arc::new(Inner {
                 config,
@@ -290,9 +290,11 @@ impl TokenValidator {
         &self,
         header: Option<&str>,
     ) -> Result<ValidatedToken, ValidationError> {
+        // RFC 7235: the scheme is case-insensitive.
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(ValidationError::Missing)?;
         self.validate(token).await

@@ -338,7 +338,16 @@ async fn chat(
             let Some(raw) = req
                 .user_token
                 .as_deref()
-                .map(|t| t.trim().trim_start_matches("Bearer ").trim())
+                .map(|t| {
+                    // With or without its scheme, matched case-insensitively (RFC 7235).
+                    let t = t.trim();
+                    match t.split_once(' ') {
+                        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("Bearer") => {
+                            rest.trim()
+                        }
+                        _ => t,
+                    }
+                })
                 .filter(|t| !t.is_empty())
             else {
                 return failure(

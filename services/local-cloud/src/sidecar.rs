@@ -289,9 +289,12 @@ impl Sidecar {
     async fn inbound_user(&self, headers: &HeaderMap) -> Result<String, Response> {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok());
         match self.inbound.validate_header(header).await {
+            // The scheme is case-insensitive (RFC 7235); validation accepted it.
             Ok(_) => Ok(header
                 .unwrap_or_default()
-                .trim_start_matches("Bearer ")
+                .trim()
+                .split_once(' ')
+                .map_or("", |(_, token)| token)
                 .trim()
                 .to_string()),
             Err(e) => {
