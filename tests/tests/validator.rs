@@ -62,6 +62,19 @@ fn user_claims() -> Value {
     c
 }
 
+/// `claims` as a v2 token: `ver` 2.0 and the tenant's v2 issuer.
+fn as_v2(claims: Value) -> Value {
+    let claims = with(claims, "ver", json!("2.0"));
+    with(
+        claims,
+        "iss",
+        json!(format!(
+            "https://login.microsoftonline.com/{}/v2.0",
+            ids::TENANT_ID
+        )),
+    )
+}
+
 fn sign(cloud: &LocalCloud, claims: &Value) -> String {
     cloud
         .state()
@@ -103,23 +116,11 @@ async fn valid_agent_tokens_are_accepted() {
         .expect("delegated token");
     assert_eq!(ok.kind, TokenKind::Delegated);
     let v2 = with(
-        with(
-            without(app_claims(), "appid"),
-            "azp",
-            json!(ids::AGENT_CLIENT_ID),
-        ),
-        "ver",
-        json!("2.0"),
+        without(app_claims(), "appid"),
+        "azp",
+        json!(ids::AGENT_CLIENT_ID),
     );
-    let v2 = with(
-        v2,
-        "iss",
-        json!(format!(
-            "https://login.microsoftonline.com/{}/v2.0",
-            ids::TENANT_ID
-        )),
-    );
-    v.validate(&sign(&cloud, &v2))
+    v.validate(&sign(&cloud, &as_v2(v2)))
         .await
         .expect("v2 token against v2 metadata");
     v.validate_header(Some(&format!("Bearer {}", sign(&cloud, &app_claims()))))
@@ -592,15 +593,7 @@ async fn an_upper_case_tenant_id_accepts_the_tenants_tokens() {
     v.validate(&sign(&cloud, &app_claims()))
         .await
         .expect("v1 token of the tenant");
-    let v2 = with(
-        with(app_claims(), "ver", json!("2.0")),
-        "iss",
-        json!(format!(
-            "https://login.microsoftonline.com/{}/v2.0",
-            ids::TENANT_ID
-        )),
-    );
-    v.validate(&sign(&cloud, &v2))
+    v.validate(&sign(&cloud, &as_v2(app_claims())))
         .await
         .expect("v2 token of the tenant");
 }
