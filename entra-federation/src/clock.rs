@@ -101,6 +101,12 @@ impl TimeSource for Clock {
     }
 }
 
+/// The longest lifetime the library believes of a token: Entra access tokens live at most about
+/// 28 hours (continuous access evaluation), managed-identity tokens about 24. A longer or absurd
+/// claim (`expires_in` of 2^64-1, an `exp` in the year 300 billion) is clamped to it, so expiry
+/// arithmetic never overflows and such a token is refreshed within two days.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(48 * 3600);
+
 /// Seconds since the Unix epoch (0 for times before it).
 pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -108,7 +114,20 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The `SystemTime` for a Unix timestamp in seconds.
+/// The `SystemTime` for a Unix timestamp in seconds (saturating: never an overflow panic).
 pub fn from_unix_seconds(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    // Year 9999: beyond it `SystemTime` may not be representable.
+    const MAX_UNIX_SECONDS: u64 = 253_402_300_799;
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs.min(MAX_UNIX_SECONDS))
+}
+
+/// The expiry of a token that lives `secs` from `now`, at most [`MAX_LIFETIME`].
+pub fn expiry_in(now: SystemTime, secs: u64) -> SystemTime {
+    now + Duration::from_secs(secs).min(MAX_LIFETIME)
+}
+
+/// The expiry of a token whose `exp` (or `expires_on`) is `secs`, at most [`MAX_LIFETIME`]
+/// after `now`.
+pub fn expiry_at(now: SystemTime, secs: u64) -> SystemTime {
+    from_unix_seconds(secs).min(now + MAX_LIFETIME)
 }

@@ -4,7 +4,7 @@
 
 use crate::assertion::Assertion;
 use crate::claims::ClaimSummary;
-use crate::clock::{Clock, from_unix_seconds};
+use crate::clock::{Clock, expiry_at, expiry_in};
 use crate::http::redacted_endpoint;
 use crate::retry::{Backoff, Jitter, retry_after};
 use crate::secret::SecretString;
@@ -420,11 +420,11 @@ fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraEr
     let claims = ClaimSummary::read_unverified(&token).unwrap_or_default();
     let now = clock.now();
     let expires_at = match (&parsed.expires_in, claims.exp) {
-        (Some(Seconds::Number(n)), _) => now + Duration::from_secs(*n),
+        (Some(Seconds::Number(n)), _) => expiry_in(now, *n),
         (Some(Seconds::Text(t)), _) if t.trim().parse::<u64>().is_ok() => {
-            now + Duration::from_secs(t.trim().parse().unwrap_or_default())
+            expiry_in(now, t.trim().parse().unwrap_or_default())
         }
-        (_, Some(exp)) => from_unix_seconds(exp),
+        (_, Some(exp)) => expiry_at(now, exp),
         _ => {
             return Err(EntraError::InvalidResponse(
                 "no expires_in and no exp claim".into(),
@@ -434,7 +434,7 @@ fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraEr
     // Never trust a lifetime beyond the token's own exp.
     let expires_at = claims
         .exp
-        .map(from_unix_seconds)
+        .map(|exp| expiry_at(now, exp))
         .map_or(expires_at, |e| e.min(expires_at));
     Ok(WebIdentityToken {
         token: SecretString::new(token),
@@ -556,6 +556,7 @@ mod tests {
 #[cfg(test)]
 mod token_response_tests {
     use super::*;
+    use crate::clock::from_unix_seconds;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -646,6 +647,23 @@ mod token_response_tests {
         // The other way round, expires_in is the earlier bound and wins.
         let t = parse_success(&body(Some(&token), Some(serde_json::json!(60))), &clock).unwrap();
         assert_eq!(t.expires_at(), now + Duration::from_secs(60));
+    }
+
+    /// Absurd lifetimes from the network are clamped, never an arithmetic panic.
+    #[tokio::test(start_paused = true)]
+    async fn absurd_lifetimes_are_clamped_not_a_panic() {
+        let (clock, now, _) = frozen();
+        let max = now + crate::clock::MAX_LIFETIME;
+        let far = jwt(serde_json::json!({"exp": 10_000_000_000_000_000_000u64}));
+        for expires_in in [
+            Some(serde_json::json!(u64::MAX)),
+            Some(serde_json::json!(u64::MAX.to_string())),
+            None,
+        ] {
+            let t = parse_success(&body(Some(&far), expires_in.clone()), &clock)
+                .unwrap_or_else(|e| panic!("{expires_in:?}: {e}"));
+            assert_eq!(t.expires_at(), max, "{expires_in:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

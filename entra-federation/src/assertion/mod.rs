@@ -17,7 +17,6 @@ pub use imds::{IMDS_TOKEN_URL, ImdsSource};
 pub use token_file::TokenFileSource;
 
 use crate::claims::ClaimSummary;
-use crate::clock::from_unix_seconds;
 use crate::secret::SecretString;
 use std::fmt;
 use std::future::Future;
@@ -51,7 +50,10 @@ impl Assertion {
             source_kind: "caller-supplied",
             detail: "the assertion has no exp claim".into(),
         })?;
-        Ok(Self::new(token, from_unix_seconds(exp)))
+        Ok(Self::new(
+            token,
+            crate::clock::expiry_at(std::time::SystemTime::now(), exp),
+        ))
     }
 
     /// Wraps a token with a known expiry.

@@ -1,7 +1,7 @@
 //! The token response shared by the managed-identity endpoints, and the retry loop around them.
 
 use super::{Assertion, AssertionError};
-use crate::clock::{Clock, from_unix_seconds};
+use crate::clock::{Clock, expiry_at, expiry_in};
 use crate::http::redacted_endpoint;
 use crate::retry::{Backoff, retry_after};
 use serde::Deserialize;
@@ -52,12 +52,12 @@ pub(super) fn parse_token_response(
         let secs = on.as_u64().ok_or_else(|| {
             invalid("expires_on is neither epoch seconds nor a number string".into())
         })?;
-        from_unix_seconds(secs)
+        expiry_at(clock.now(), secs)
     } else if let Some(within) = &parsed.expires_in {
         let secs = within
             .as_u64()
             .ok_or_else(|| invalid("expires_in is neither seconds nor a number string".into()))?;
-        clock.now() + Duration::from_secs(secs)
+        expiry_in(clock.now(), secs)
     } else {
         let a = Assertion::from_jwt(token)
             .map_err(|_| invalid("no expires_on, expires_in or exp claim".into()))?;
@@ -175,6 +175,43 @@ pub(super) async fn get_with_retries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Absurd expiries from the network are clamped, never an arithmetic panic.
+    #[test]
+    fn absurd_expiries_are_clamped_not_a_panic() {
+        let clock = Clock::system();
+        let now = clock.now();
+        let max = now + crate::clock::MAX_LIFETIME + Duration::from_secs(5);
+        for body in [
+            format!(r#"{{"access_token":"x","expires_in":{}}}"#, u64::MAX),
+            format!(r#"{{"access_token":"x","expires_in":"{}"}}"#, u64::MAX),
+            r#"{"access_token":"x","expires_on":10000000000000000000}"#.to_string(),
+            format!(r#"{{"access_token":"x","expires_on":"{}"}}"#, u64::MAX),
+        ] {
+            let a = parse_token_response("t", body.as_bytes(), &clock).expect(&body);
+            assert!(
+                a.expires_at() <= max,
+                "{body}: clamped to the longest lifetime"
+            );
+        }
+        // The same for a JWT's own exp (a caller-supplied or AKS token file assertion).
+        let b64 = |v: serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(serde_json::json!({"alg": "RS256"})),
+            b64(serde_json::json!({"exp": 10_000_000_000_000_000_000u64}))
+        );
+        let a = crate::assertion::Assertion::from_jwt(jwt).expect("a readable JWT");
+        assert!(
+            a.expires_at()
+                <= std::time::SystemTime::now()
+                    + crate::clock::MAX_LIFETIME
+                    + Duration::from_secs(5)
+        );
+    }
 
     #[test]
     fn accepts_string_and_number_expiries() {
