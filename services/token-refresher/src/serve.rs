@@ -50,7 +50,17 @@ struct App {
 /// The endpoint's router: any `GET` path answers with the credentials.
 pub fn router(provider: EntraCredentialsProvider, auth: AuthToken) -> axum::Router {
     let app = Arc::new(App { provider, auth });
-    axum::Router::new().fallback(credentials).with_state(app)
+    axum::Router::new()
+        .fallback(credentials)
+        .with_state(app)
+        // Credentials (and refusals) must never be kept by anything in between.
+        .layer(axum::middleware::map_response(|mut r: Response| async {
+            r.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            r
+        }))
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -103,11 +113,13 @@ async fn credentials(
                     "incomplete credentials",
                 );
             };
+            // `AccountId` is read by aws-config's container provider (account-based endpoints).
             Json(serde_json::json!({
                 "AccessKeyId": c.access_key_id(),
                 "SecretAccessKey": c.secret_access_key(),
                 "Token": token,
                 "Expiration": crate::iso8601(expiry),
+                "AccountId": c.account_id().map(|a| a.as_str()),
             }))
             .into_response()
         }

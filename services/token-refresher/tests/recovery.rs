@@ -99,14 +99,19 @@ fn credentials_shape(body: &Value) {
 // ---------------------------------------------------------------------------------------------
 // serve: 405, 500, 503
 
+/// `serve` for a provider on `cloud`, expecting the authorization value `container-auth-value`.
+async fn serve_with_value_token(cloud: &LocalCloud) -> String {
+    serve_app(serve::router(
+        provider_from_env(cloud),
+        AuthToken::Value("container-auth-value".into()),
+    ))
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_405_to_any_method_but_get_without_touching_the_chain() {
     let cloud = cloud().await;
-    let url = serve_app(serve::router(
-        provider_from_env(&cloud),
-        AuthToken::Value("container-auth-value".into()),
-    ))
-    .await;
+    let url = serve_with_value_token(&cloud).await;
     let http = reqwest::Client::new();
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -630,4 +635,39 @@ async fn eight_concurrent_credential_process_invocations_share_one_sts_session()
         "one invocation ran the chain; seven read its cache"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What aws-config's container provider reads: `AccountId` beside the keys; and no answer, good
+/// or bad, may be cached by anything in between (`Cache-Control: no-store`).
+#[tokio::test]
+async fn serve_answers_carry_the_account_id_and_are_never_cached() {
+    let cloud = cloud().await;
+    let url = serve_with_value_token(&cloud).await;
+    let http = reqwest::Client::new();
+    let ok = http
+        .get(&url)
+        .header("Authorization", "container-auth-value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let body: Value = ok.json().await.unwrap();
+    credentials_shape(&body);
+    assert_eq!(body["AccountId"], json!(local_cloud::ids::AWS_ACCOUNT_ID));
+    let refused = http.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "errors too"
+    );
 }
