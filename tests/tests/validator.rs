@@ -477,8 +477,11 @@ async fn each_kind_of_token_must_be_authorised_explicitly() {
         refused(&users_only, &sign(&cloud, &wrong_scope)).await,
         ValidationError::Permission("Weather.Read".into())
     );
+    // An `idtyp` that is neither app nor user is not guessed at (without one, see
+    // tokens_without_idtyp_are_classified_by_scp).
+    let device = with(user_claims(), "idtyp", json!("device"));
     assert_eq!(
-        refused(&users_only, &sign(&cloud, &without(user_claims(), "idtyp"))).await,
+        refused(&users_only, &sign(&cloud, &device)).await,
         ValidationError::MissingClaim("idtyp")
     );
 }
@@ -619,4 +622,29 @@ fn www_authenticate_is_a_well_formed_quoted_string() {
         }
     }
     assert_eq!(unescaped, e.to_string());
+}
+
+/// Entra emits `idtyp` only where the API asks for it as an optional claim. Without it, a token
+/// is classified as Microsoft.Identity.Web does: `scp` present → delegated, else app-only, which
+/// then needs its app role.
+#[tokio::test]
+async fn tokens_without_idtyp_are_classified_by_scp() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let app = v
+        .validate(&sign(&cloud, &without(app_claims(), "idtyp")))
+        .await
+        .expect("an app-only token with its role");
+    assert_eq!(app.kind, TokenKind::AppOnly);
+    let user = v
+        .validate(&sign(&cloud, &without(user_claims(), "idtyp")))
+        .await
+        .expect("a delegated token with its scope");
+    assert_eq!(user.kind, TokenKind::Delegated);
+    let roleless = without(without(app_claims(), "idtyp"), "roles");
+    let refused = v
+        .validate(&sign(&cloud, &roleless))
+        .await
+        .expect_err("app-only without the role");
+    assert_eq!(refused.status(), 403, "{refused}");
 }

@@ -77,9 +77,9 @@ impl ValidatorConfig {
 /// The kind of caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
-    /// `idtyp=app`: the agent acting on its own (autonomous).
+    /// `idtyp=app` (or, without `idtyp`, no `scp`): the agent acting on its own (autonomous).
     AppOnly,
-    /// `idtyp=user`: the agent acting for a user (on-behalf-of).
+    /// `idtyp=user` (or, without `idtyp`, an `scp`): the agent acting for a user (on-behalf-of).
     Delegated,
 }
 
@@ -425,10 +425,14 @@ fn authorize(policy: &Policy, claims: AgentClaims) -> Result<ValidatedToken, Val
             }));
         }
     }
-    let (kind, rule) = match claims.idtyp.as_deref() {
-        Some("app") => (TokenKind::AppOnly, &policy.app_only),
-        Some("user") => (TokenKind::Delegated, &policy.delegated),
-        _ => return Err(ValidationError::MissingClaim("idtyp")),
+    // `idtyp` is emitted only where the API requests it as an optional claim; without it, the
+    // token is classified as Microsoft.Identity.Web does: `scp` → delegated, else app-only.
+    let (kind, rule) = match (claims.idtyp.as_deref(), &claims.scp) {
+        (Some("app"), _) => (TokenKind::AppOnly, &policy.app_only),
+        (Some("user"), _) => (TokenKind::Delegated, &policy.delegated),
+        (None, Some(_)) => (TokenKind::Delegated, &policy.delegated),
+        (None, None) => (TokenKind::AppOnly, &policy.app_only),
+        (Some(_), _) => return Err(ValidationError::MissingClaim("idtyp")),
     };
     let label = if kind == TokenKind::AppOnly {
         "app-only"
