@@ -344,7 +344,7 @@ impl Builder {
             name: "TENANT_ID (or AZURE_TENANT_ID)",
             hint: "the Entra tenant id, e.g. from az account show --query tenantId",
         })?;
-        if tenant.contains(['/', '?', '#', ' '])
+        if !valid_tenant(&tenant)
             || tenant.eq_ignore_ascii_case("common")
             || tenant.eq_ignore_ascii_case("organizations")
         {
@@ -548,6 +548,22 @@ fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
             reason: "must be 1/0, true/false or yes/no".into(),
         }),
     }
+}
+
+/// A tenant is a GUID or a domain name (letters, digits and hyphens in dot-separated labels,
+/// none starting or ending with a hyphen): it is joined into URLs, so nothing else may pass.
+pub(crate) fn valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty()
+        && tenant.len() <= 253
+        && tenant.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn valid_role_arn(arn: &str) -> bool {

@@ -382,3 +382,37 @@ async fn the_local_clouds_ca_file_is_trusted_for_its_https_entra() {
         "only the trusted call got through"
     );
 }
+
+/// A tenant is a GUID or a domain name: anything else could redirect the token request when it is
+/// joined into the token URL (`\\evil.example` and `http:evil.example` both leave the authority).
+#[test]
+fn a_tenant_that_is_neither_a_guid_nor_a_domain_is_refused() {
+    for tenant in [
+        r"\\evil.example",
+        "http:evil.example",
+        "evil.example:443",
+        "..",
+        "a..b",
+        "-contoso.com",
+        "contoso.com.",
+        "",
+        "7d2f0e4c-8a1b-4c3d-9e5f-0a1b2c3d4e5f%2F..",
+    ] {
+        let env = with(&[("TENANT_ID", tenant)]);
+        match build(&env) {
+            Err(ConfigError::Invalid { name, .. }) => assert_eq!(name, "TENANT_ID", "{tenant}"),
+            Err(ConfigError::Missing { name, .. }) if tenant.is_empty() => {
+                assert!(name.starts_with("TENANT_ID"), "{name}")
+            }
+            other => panic!("{tenant:?} accepted: {:?}", other.map(|_| ())),
+        }
+    }
+    for tenant in [
+        "7d2f0e4c-8a1b-4c3d-9e5f-0a1b2c3d4e5f",
+        "7D2F0E4C-8A1B-4C3D-9E5F-0A1B2C3D4E5F",
+        "contoso.onmicrosoft.com",
+        "login-test.contoso.com",
+    ] {
+        build(&with(&[("TENANT_ID", tenant)])).unwrap_or_else(|e| panic!("{tenant}: {e}"));
+    }
+}

@@ -648,3 +648,27 @@ async fn tokens_without_idtyp_are_classified_by_scp() {
         .expect_err("app-only without the role");
     assert_eq!(refused.status(), 403, "{refused}");
 }
+
+/// The tenant is joined into the metadata URLs: the same rule as the provider's.
+#[test]
+fn a_tenant_that_is_neither_a_guid_nor_a_domain_is_refused() {
+    for tenant in [r"\\evil.example", "http:evil.example", "a/b"] {
+        let config = ValidatorConfig::new(
+            tenant,
+            vec![API.into()],
+            Policy {
+                allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+                expected_blueprint: None,
+                app_only: KindPolicy::Require("Weather.Read".into()),
+                delegated: KindPolicy::Deny,
+            },
+        );
+        match TokenValidator::new(config) {
+            Err(entra_federation::ConfigError::Invalid { name, .. }) => {
+                assert_eq!(name, "TENANT_ID", "{tenant}")
+            }
+            Err(other) => panic!("{tenant}: {other}"),
+            Ok(_) => panic!("{tenant} accepted"),
+        }
+    }
+}

@@ -248,6 +248,14 @@ struct Inner {
 impl TokenValidator {
     /// A validator (keys are fetched on first use).
     pub fn new(config: ValidatorConfig) -> Result<Self, crate::ConfigError> {
+        // The tenant is joined into the metadata URLs.
+        if !crate::config::valid_tenant(&config.tenant_id) {
+            return Err(crate::ConfigError::Invalid {
+                name: "TENANT_ID",
+                value: config.tenant_id,
+                reason: "must be the tenant GUID or a verified domain".into(),
+            });
+        }
         let http = crate::http::HttpSettings {
             extra_root_ca: config.root_ca.clone(),
             ..Default::default()
