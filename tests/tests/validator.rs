@@ -672,3 +672,92 @@ fn a_tenant_that_is_neither_a_guid_nor_a_domain_is_refused() {
         }
     }
 }
+
+/// Metadata that points `jwks_uri` at another host (someone on the path serving their own keys)
+/// is refused: keys are fetched only from the authority's own origin.
+#[tokio::test]
+async fn keys_are_fetched_only_from_the_authoritys_origin() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cloud = cloud().await;
+    let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+    // "Elsewhere": another origin (localhost, not 127.0.0.1), counting what reaches it.
+    let elsewhere = {
+        let hits = elsewhere_hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let hits = hits.clone();
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({"keys": []}))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://localhost:{port}/keys")
+    };
+    let authority = {
+        let jwks = elsewhere.clone();
+        let app = axum::Router::new().fallback(move || {
+            let jwks = jwks.clone();
+            async move {
+                axum::Json(json!({
+                    "issuer": format!("https://sts.windows.net/{}/", ids::TENANT_ID),
+                    "jwks_uri": jwks,
+                }))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    };
+    let mut config = ValidatorConfig::new(
+        ids::TENANT_ID,
+        vec![API.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: None,
+            app_only: KindPolicy::Require("Weather.Read".into()),
+            delegated: KindPolicy::Deny,
+        },
+    );
+    config.authority = authority.parse().unwrap();
+    let v = TokenValidator::new(config).unwrap();
+    let refused = v
+        .validate(&sign(&cloud, &app_claims()))
+        .await
+        .expect_err("keys from another origin");
+    assert!(
+        matches!(refused, ValidationError::KeysUnavailable),
+        "{refused:?}"
+    );
+    assert_eq!(
+        elsewhere_hits.load(Ordering::SeqCst),
+        0,
+        "nothing was fetched from the other origin"
+    );
+}
+
+/// The authority the keys come from must be https (loopback excepted, for the local cloud).
+#[test]
+fn a_plain_http_authority_is_refused() {
+    let mut config = ValidatorConfig::new(
+        ids::TENANT_ID,
+        vec![API.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: None,
+            app_only: KindPolicy::Require("Weather.Read".into()),
+            delegated: KindPolicy::Deny,
+        },
+    );
+    config.authority = "http://login.example.com/".parse().unwrap();
+    match TokenValidator::new(config) {
+        Err(entra_federation::ConfigError::Endpoint(e)) => {
+            assert!(e.to_string().contains("AZURE_AUTHORITY_HOST"), "{e}")
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("plain http accepted"),
+    }
+}

@@ -200,6 +200,15 @@ impl KeyCache {
                 .map_err(|e| FetchError(format!("metadata: {e}")))?;
             let jwks_url =
                 Url::parse(&meta.jwks_uri).map_err(|e| FetchError(format!("jwks_uri: {e}")))?;
+            // Keys only from the authority's own origin (scheme, host, port): metadata that
+            // points elsewhere could hand out someone else's keys.
+            if jwks_url.origin() != url.origin() {
+                return Err(FetchError(format!(
+                    "jwks_uri {} is not on the authority's origin {}",
+                    crate::http::redacted_endpoint(&jwks_url),
+                    url.origin().ascii_serialization()
+                )));
+            }
             let set: JwkSet = serde_json::from_slice(&get(jwks_url).await?)
                 .map_err(|e| FetchError(format!("keys: {e}")))?;
             let keys = set

@@ -248,6 +248,8 @@ struct Inner {
 impl TokenValidator {
     /// A validator (keys are fetched on first use).
     pub fn new(config: ValidatorConfig) -> Result<Self, crate::ConfigError> {
+        // Keys come from the authority: https, loopback excepted (the local cloud).
+        crate::http::checked_url("AZURE_AUTHORITY_HOST", config.authority.as_str(), false)?;
         // The tenant is joined into the metadata URLs.
         if !crate::config::valid_tenant(&config.tenant_id) {
             return Err(crate::ConfigError::Invalid {
