@@ -28,6 +28,20 @@ fn validator(cloud: &LocalCloud, app_only: KindPolicy, delegated: KindPolicy) ->
     TokenValidator::new(config).unwrap()
 }
 
+/// A configuration for `tenant` that accepts the agent's app-only tokens with `Weather.Read`.
+fn app_only_config(tenant: &str) -> ValidatorConfig {
+    ValidatorConfig::new(
+        tenant,
+        vec![API.into()],
+        Policy {
+            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
+            expected_blueprint: None,
+            app_only: KindPolicy::Require("Weather.Read".into()),
+            delegated: KindPolicy::Deny,
+        },
+    )
+}
+
 fn default_validator(cloud: &LocalCloud) -> TokenValidator {
     validator(
         cloud,
@@ -490,16 +504,7 @@ async fn each_kind_of_token_must_be_authorised_explicitly() {
 async fn requests_do_not_wait_on_the_periodic_refresh() {
     let clock = entra_federation::Clock::tokio_driven();
     let cloud = cloud_with(local_cloud::Registry::tutorial_default(), clock.clone()).await;
-    let mut config = ValidatorConfig::new(
-        ids::TENANT_ID,
-        vec![API.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: None,
-            app_only: KindPolicy::Require("Weather.Read".into()),
-            delegated: KindPolicy::Deny,
-        },
-    );
+    let mut config = app_only_config(ids::TENANT_ID);
     config.authority = format!("{}/", cloud.http_url()).parse().unwrap();
     config.clock = clock.clone();
     let v = TokenValidator::new(config).unwrap();
@@ -653,16 +658,7 @@ async fn tokens_without_idtyp_are_classified_by_scp() {
 #[test]
 fn a_tenant_that_is_neither_a_guid_nor_a_domain_is_refused() {
     for tenant in [r"\\evil.example", "http:evil.example", "a/b"] {
-        let config = ValidatorConfig::new(
-            tenant,
-            vec![API.into()],
-            Policy {
-                allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-                expected_blueprint: None,
-                app_only: KindPolicy::Require("Weather.Read".into()),
-                delegated: KindPolicy::Deny,
-            },
-        );
+        let config = app_only_config(tenant);
         match TokenValidator::new(config) {
             Err(entra_federation::ConfigError::Invalid { name, .. }) => {
                 assert_eq!(name, "TENANT_ID", "{tenant}")
@@ -712,16 +708,7 @@ async fn keys_are_fetched_only_from_the_authoritys_origin() {
         tokio::spawn(async move { axum::serve(listener, app).await });
         url
     };
-    let mut config = ValidatorConfig::new(
-        ids::TENANT_ID,
-        vec![API.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: None,
-            app_only: KindPolicy::Require("Weather.Read".into()),
-            delegated: KindPolicy::Deny,
-        },
-    );
+    let mut config = app_only_config(ids::TENANT_ID);
     config.authority = authority.parse().unwrap();
     let v = TokenValidator::new(config).unwrap();
     let refused = v
@@ -742,16 +729,7 @@ async fn keys_are_fetched_only_from_the_authoritys_origin() {
 /// The authority the keys come from must be https (loopback excepted, for the local cloud).
 #[test]
 fn a_plain_http_authority_is_refused() {
-    let mut config = ValidatorConfig::new(
-        ids::TENANT_ID,
-        vec![API.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: None,
-            app_only: KindPolicy::Require("Weather.Read".into()),
-            delegated: KindPolicy::Deny,
-        },
-    );
+    let mut config = app_only_config(ids::TENANT_ID);
     config.authority = "http://login.example.com/".parse().unwrap();
     match TokenValidator::new(config) {
         Err(entra_federation::ConfigError::Endpoint(e)) => {
