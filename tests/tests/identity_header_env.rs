@@ -42,6 +42,7 @@ async fn a_rotated_identity_header_is_read_from_the_process_environment() {
             "{}/_local/rotate-identity-header",
             cloud.http_url()
         ))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap()

@@ -98,6 +98,7 @@ async fn trace_logs_debug_and_errors_carry_no_secret() {
             "{}/_local/rotate-identity-header",
             cloud.http_url()
         ))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap()

@@ -270,6 +270,7 @@ async fn key_rotation_publishes_the_new_key_and_sts_refetches_on_an_unknown_kid(
     let http = reqwest::Client::new();
     let rotated: Value = http
         .post(format!("{}/_local/rotate-keys", c.http_url()))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap()
@@ -429,4 +430,68 @@ async fn identity_endpoints_validate_like_azure() {
         r.json::<Value>().await.unwrap()["message"],
         "Unable to load the proper Managed Identity."
     );
+}
+
+/// The control routes cannot be driven by a web page in the developer's browser: a non-loopback
+/// `Host` (DNS rebinding) is refused, and state changes need a JSON body, which a simple
+/// cross-site POST cannot send.
+#[tokio::test]
+async fn control_routes_refuse_cross_site_requests() {
+    let c = LocalCloud::builder().start().await.unwrap();
+    let http = reqwest::Client::new();
+    let rotate = format!("{}/_local/rotate-keys", c.http_url());
+    let kid_before = c.state().tenant_keys.read().unwrap().current().kid.clone();
+
+    let rebound = http
+        .post(&rotate)
+        .header("host", "evil.example")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403, "a non-loopback Host");
+    let rebound_get = http
+        .get(format!("{}/_local/registry", c.http_url()))
+        .header("host", "evil.example:4000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound_get.status(), 403, "reads too");
+
+    for (content_type, body) in [
+        ("application/x-www-form-urlencoded", "a=b"),
+        ("text/plain", "{}"),
+        ("multipart/form-data; boundary=x", "--x--"),
+    ] {
+        let simple = http
+            .post(&rotate)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(simple.status(), 415, "{content_type}");
+    }
+    let no_type = http.post(&rotate).send().await.unwrap();
+    assert_eq!(no_type.status(), 415, "no content type");
+    assert_eq!(
+        c.state().tenant_keys.read().unwrap().current().kid,
+        kid_before,
+        "none of them rotated the keys"
+    );
+
+    for host in [
+        format!("127.0.0.1:{}", c.http_url().rsplit(':').next().unwrap()),
+        "localhost".to_string(),
+        "[::1]:4000".to_string(),
+    ] {
+        let ok = http
+            .post(&rotate)
+            .header("host", &host)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{host}");
+    }
 }
