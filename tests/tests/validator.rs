@@ -739,3 +739,79 @@ fn a_plain_http_authority_is_refused() {
         Ok(_) => panic!("plain http accepted"),
     }
 }
+
+/// An authority that starts publishing an empty key set (a broken deployment, a hostile path)
+/// must not wipe out the good keys: an empty set is a failed refresh.
+#[tokio::test]
+async fn an_empty_key_set_never_replaces_good_keys() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cloud = cloud().await;
+    let real_keys: Value = reqwest::get(format!(
+        "{}/{}/discovery/keys",
+        cloud.http_url(),
+        ids::TENANT_ID
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    // The authority: metadata pointing at its own /keys, which serves the tenant's real keys for
+    // the first load (v1 and v2) and an empty set afterwards.
+    let key_fetches = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = {
+        let (base, fetches) = (base.clone(), key_fetches.clone());
+        axum::Router::new()
+            .route(
+                "/keys",
+                axum::routing::get(move || {
+                    let (real, fetches) = (real_keys.clone(), fetches.clone());
+                    async move {
+                        if fetches.fetch_add(1, Ordering::SeqCst) < 2 {
+                            axum::Json(real)
+                        } else {
+                            axum::Json(json!({"keys": []}))
+                        }
+                    }
+                }),
+            )
+            .fallback(move || {
+                let base = base.clone();
+                async move {
+                    axum::Json(json!({
+                        "issuer": format!("https://sts.windows.net/{}/", ids::TENANT_ID),
+                        "jwks_uri": format!("{base}/keys"),
+                    }))
+                }
+            })
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = app_only_config(ids::TENANT_ID);
+    config.authority = format!("{base}/").parse().unwrap();
+    let v = TokenValidator::new(config).unwrap();
+    let good = sign(&cloud, &app_claims());
+    v.validate(&good).await.expect("the first load");
+    // A token naming an unknown key makes the validator refresh: the authority now publishes
+    // nothing.
+    let mut unknown: Vec<String> = good.split('.').map(str::to_string).collect();
+    unknown[0] = URL_SAFE_NO_PAD
+        .encode(json!({"alg": "RS256", "typ": "JWT", "kid": "no-such-key"}).to_string());
+    let refused = v
+        .validate(&unknown.join("."))
+        .await
+        .expect_err("unknown key");
+    assert!(
+        matches!(refused, ValidationError::UnknownKey(_)),
+        "{refused:?}"
+    );
+    assert!(
+        key_fetches.load(Ordering::SeqCst) > 2,
+        "the refresh was attempted"
+    );
+    v.validate(&good)
+        .await
+        .expect("the good keys are still there");
+}

@@ -180,7 +180,7 @@ impl KeyCache {
         if let Some(reason) = crate::http::outside_runtime() {
             return Err(FetchError(reason.into()));
         }
-        let mut by_version = HashMap::new();
+        let mut by_version: HashMap<Version, HashMap<String, Arc<DecodingKey>>> = HashMap::new();
         for (version, url) in &self.metadata {
             let get = |u: Url| async move {
                 let r = self
@@ -224,6 +224,12 @@ impl KeyCache {
                 })
                 .collect();
             by_version.insert(*version, keys);
+        }
+        // An empty set is a failed refresh, never a replacement for good keys.
+        if by_version.values().all(|keys| keys.is_empty()) {
+            return Err(FetchError(
+                "the authority published no usable signing key".into(),
+            ));
         }
         Ok(Keys {
             by_version,
