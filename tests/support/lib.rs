@@ -416,3 +416,24 @@ pub fn panicking_router() -> axum::Router {
         }),
     )
 }
+
+/// Rotates the local cloud's identity header over its control route, as the platform does;
+/// returns the new value.
+pub async fn rotate_identity_header(cloud: &LocalCloud) -> String {
+    let rotated: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_local/rotate-identity-header",
+            cloud.http_url()
+        ))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("the control route answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    rotated["identity_header"]
+        .as_str()
+        .expect("the new header")
+        .to_string()
+}

@@ -37,22 +37,7 @@ async fn a_rotated_identity_header_is_read_from_the_process_environment() {
     assert_eq!(cloud.counter("identity_endpoint"), 1);
 
     // The platform rotates the header; the cloud accepts only the new value.
-    let rotated: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/_local/rotate-identity-header",
-            cloud.http_url()
-        ))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let new_header = rotated["identity_header"]
-        .as_str()
-        .expect("the new header")
-        .to_string();
+    let new_header = rotate_identity_header(&cloud).await;
     assert!(
         new_header != env["IDENTITY_HEADER"] && new_header == cloud.identity_header(),
         "the header rotated"

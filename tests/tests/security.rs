@@ -93,19 +93,7 @@ async fn trace_logs_debug_and_errors_carry_no_secret() {
     // The platform rotates the header: the old value now fails, the new one works.
     let old_header = cloud.identity_header();
     let stale = builder_from_env(&env_of(&cloud)).build().unwrap();
-    let rotated: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/_local/rotate-identity-header",
-            cloud.http_url()
-        ))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let new_header = rotated["identity_header"].as_str().unwrap().to_string();
+    let new_header = rotate_identity_header(&cloud).await;
     assert!(new_header != old_header, "the header rotated");
     let rotated_err = stale.credentials().await.unwrap_err();
     provider_from_env(&cloud)
