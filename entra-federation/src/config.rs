@@ -121,6 +121,7 @@ pub struct Builder {
     clock: Option<Clock>,
     http: Option<reqwest::Client>,
     jitter_seed: Option<u64>,
+    attempt_timeout: Option<std::time::Duration>,
 }
 
 macro_rules! setter {
@@ -210,6 +211,13 @@ impl Builder {
     /// prevent. (The managed-identity sources' retry delays stay unseeded.)
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// The deadline of one refresh attempt: the identity endpoint, Entra and STS together, with
+    /// their retries (default 60 s). It holds whatever the HTTP client's own timeouts are.
+    pub fn attempt_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
         self
     }
 
@@ -521,6 +529,9 @@ impl Builder {
             request,
             clock,
             jitter,
+            attempt_timeout: self
+                .attempt_timeout
+                .unwrap_or(crate::refreshing::DEFAULT_DEADLINE),
         })
     }
 }
@@ -536,6 +547,7 @@ pub(crate) struct Resolved {
     pub request: AssumeRoleRequest,
     pub clock: Clock,
     pub jitter: Jitter,
+    pub attempt_timeout: std::time::Duration,
 }
 
 fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {

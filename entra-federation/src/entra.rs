@@ -385,10 +385,13 @@ impl EntraClient {
             .map_err(|e| transport(crate::http::transport_reason(e)))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers(), self.clock.now(), Duration::from_secs(60));
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| transport(crate::http::transport_reason(e)))?;
+        let body = match crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY).await {
+            Ok(body) => body,
+            Err(e @ crate::http::BodyError::TooLarge { .. }) => {
+                return Err((EntraError::InvalidResponse(e.to_string()), None));
+            }
+            Err(crate::http::BodyError::Transport(reason)) => return Err(transport(reason)),
+        };
         if status == 200 {
             return parse_success(&body, &self.clock).map_err(|e| (e, None));
         }
@@ -431,11 +434,8 @@ fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraEr
             ));
         }
     };
-    // Never trust a lifetime beyond the token's own exp.
-    let expires_at = claims
-        .exp
-        .map(|exp| expiry_at(now, exp))
-        .map_or(expires_at, |e| e.min(expires_at));
+    // `exp` is on Entra's clock and only a fallback: with this machine's clock ahead, the
+    // token would look expired on arrival although STS accepts it for `expires_in`.
     Ok(WebIdentityToken {
         token: SecretString::new(token),
         expires_at,
@@ -632,21 +632,20 @@ mod token_response_tests {
         }
     }
 
+    /// `expires_in` counts from this machine's clock; `exp` is on Entra's. With the local clock
+    /// two hours ahead, `exp` is already past locally, yet the token is good for its `expires_in`.
     #[tokio::test(start_paused = true)]
-    async fn an_expires_in_beyond_exp_is_clamped_to_exp() {
+    async fn expires_in_wins_over_an_exp_on_a_skewed_clock() {
         let (clock, now, secs) = frozen();
-        let token = jwt(serde_json::json!({"exp": secs + 600}));
+        let token = jwt(serde_json::json!({"exp": secs + 3600 - 2 * 3600}));
         for expires_in in [serde_json::json!(3600), serde_json::json!("3600")] {
             let t = parse_success(&body(Some(&token), Some(expires_in.clone())), &clock).unwrap();
             assert_eq!(
                 t.expires_at(),
-                from_unix_seconds(secs + 600),
+                now + Duration::from_secs(3600),
                 "{expires_in}"
             );
         }
-        // The other way round, expires_in is the earlier bound and wins.
-        let t = parse_success(&body(Some(&token), Some(serde_json::json!(60))), &clock).unwrap();
-        assert_eq!(t.expires_at(), now + Duration::from_secs(60));
     }
 
     /// Absurd lifetimes from the network are clamped, never an arithmetic panic.

@@ -19,6 +19,33 @@ pub enum Error {
     /// STS refused (STS error code inside).
     #[error(transparent)]
     Sts(#[from] StsError),
+    /// The whole chain (identity endpoint, Entra and STS, with their retries) took longer than
+    /// the attempt's deadline and was abandoned.
+    #[error(
+        "the credential chain (managed identity, Entra, STS) did not finish within {seconds} s and was abandoned; the hop that hangs is in the log (raise Builder::attempt_timeout only if that hop is known to be slow)"
+    )]
+    Deadline {
+        /// The deadline, in seconds.
+        seconds: u64,
+    },
+    /// STS answered with credentials that this machine's clock already considers expired (or
+    /// about to): the local clock is ahead of AWS's.
+    #[error(
+        "STS issued credentials expiring at {expires_at} (Unix seconds), but this machine's clock reads {local_now}: the clock is ahead of AWS's by at least {ahead_by_at_least} s; fix the clock (NTP, or the host's time sync)"
+    )]
+    Stale {
+        /// The credentials' expiry, Unix seconds.
+        expires_at: u64,
+        /// This machine's clock when they arrived, Unix seconds.
+        local_now: u64,
+        /// The smallest skew that explains it, seconds.
+        ahead_by_at_least: u64,
+    },
+    /// The refresh task ended before it finished (its runtime shut down, or it panicked).
+    #[error(
+        "the credential refresh was interrupted before it finished (its Tokio runtime shut down); the next call starts a new one"
+    )]
+    Interrupted,
 }
 
 impl Error {
@@ -29,6 +56,7 @@ impl Error {
             Self::Entra(e) => e.is_recoverable(),
             Self::TokenShape(_) => false,
             Self::Sts(e) => e.is_recoverable(),
+            Self::Deadline { .. } | Self::Stale { .. } | Self::Interrupted => true,
         }
     }
 
@@ -74,6 +102,9 @@ impl Error {
             Self::Sts(StsError::Service(e)) => format!("sts: HTTP {} {}", e.status, e.raw_code),
             Self::Sts(StsError::Transport { .. }) => "sts: unreachable".into(),
             Self::Sts(_) => "sts: unusable response".into(),
+            Self::Deadline { seconds } => format!("chain: no answer within {seconds} s"),
+            Self::Stale { .. } => "sts: credentials already expired by the local clock".into(),
+            Self::Interrupted => "chain: interrupted".into(),
         }
     }
 }

@@ -188,6 +188,47 @@ pub(crate) fn transport_reason(e: reqwest::Error) -> String {
     }
 }
 
+/// The largest response body read from any upstream (token endpoints, STS, JWKS, the sidecar,
+/// the weather source): every real answer is a few KiB; a hostile or broken upstream must not be
+/// able to exhaust memory.
+pub const MAX_RESPONSE_BODY: usize = 1 << 20;
+
+/// Why a response body was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The body is larger than the limit (announced, or found while reading).
+    #[error(
+        "the response body is larger than {limit} bytes (the limit for this hop); the upstream is broken or is not the service configured"
+    )]
+    TooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The connection failed while the body was read.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// Reads `resp`'s body, at most `limit` bytes: refused at once when `Content-Length` announces
+/// more, and as soon as more arrives otherwise (a chunked body is never buffered past the limit).
+pub async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Transport(transport_reason(e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Why an HTTP call cannot be made on this thread: the client runs on Tokio's reactor and timers.
 pub const NO_RUNTIME: &str = "no Tokio runtime on this thread: entra-federation makes its HTTP calls on Tokio; call it from within a Tokio runtime (as the AWS SDK does)";
 

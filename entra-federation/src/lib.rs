@@ -31,6 +31,7 @@ mod error;
 pub mod http;
 mod provider;
 pub mod refresh;
+mod refreshing;
 pub mod retry;
 mod secret;
 pub mod sidecar;

@@ -1,10 +1,8 @@
-//! [`EntraCredentialsProvider`]: the whole chain behind `ProvideCredentials`.
+//! [`EntraCredentialsProvider`]: the public facade over the chain (managed-identity assertion →
+//! Entra v1 token → STS) and the [`crate::refreshing`] cache that keeps its credentials fresh.
 //!
-//! Three caches, each by its own expiry: the managed-identity assertion, the Entra v1 token and the
-//! AWS credentials. One gate (a tokio mutex) makes every upstream chain single-flight; a generation
-//! counter lets callers queued behind the gate take the outcome of the attempt they waited for
-//! instead of starting another. A background task refreshes in the advisory window, so a warm
-//! caller is served from a read lock with no allocation and no await.
+//! The chain keeps its own caches of the assertion and the Entra token, behind one gate (a tokio
+//! mutex) that also serves the token-file consumers of [`EntraCredentialsProvider::web_identity_token`].
 
 use crate::assertion::{Assertion, AssertionSource};
 use crate::clock::Clock;
@@ -12,15 +10,15 @@ use crate::config::{Builder, ConfigError, Resolved};
 use crate::entra::{EntraClient, WebIdentityToken, check_v1_shape};
 use crate::error::Error;
 use crate::refresh::{Cached, MANDATORY_WINDOW, Phase, Rule};
-use crate::retry::{Backoff, Jitter};
+use crate::refreshing::{self, RefreshingCache, Resolve};
+use crate::retry::Jitter;
 use crate::sts::{AssumeRoleRequest, AssumedRole, StsClient, StsErrorCode};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
-use std::time::{Duration, SystemTime};
-use tokio::sync::Notify;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 /// Credentials from Azure managed identity through Entra and STS, cached and refreshed in process.
 ///
@@ -39,10 +37,11 @@ use tokio::sync::Notify;
 /// ```
 #[derive(Clone)]
 pub struct EntraCredentialsProvider {
-    inner: Arc<Inner>,
+    inner: Arc<RefreshingCache<Chain>>,
 }
 
-struct Inner {
+/// The upstream chain: what the cache calls to resolve new credentials.
+struct Chain {
     tenant: String,
     app_uri: String,
     source: Arc<dyn AssertionSource>,
@@ -51,24 +50,8 @@ struct Inner {
     request: AssumeRoleRequest,
     clock: Clock,
     jitter: Jitter,
-    snapshot: RwLock<Snapshot>,
     gate: tokio::sync::Mutex<ChainState>,
-    attempts: AtomicU64,
-    wake: Arc<Notify>,
-    background_running: AtomicBool,
     stats: Counters,
-}
-
-#[derive(Default)]
-struct Snapshot {
-    credentials: Option<Cached<Credentials>>,
-    failure: Option<Failure>,
-}
-
-struct Failure {
-    error: Arc<Error>,
-    retry_not_before: SystemTime,
-    consecutive: u32,
 }
 
 /// Whether a cached Entra token may be used.
@@ -91,7 +74,6 @@ struct Counters {
     assertion_fetches: AtomicU64,
     entra_exchanges: AtomicU64,
     sts_calls: AtomicU64,
-    chain_failures: AtomicU64,
 }
 
 /// How often each upstream was called by this provider.
@@ -109,13 +91,14 @@ pub struct ProviderStats {
 
 impl fmt::Debug for EntraCredentialsProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let chain = self.chain();
         f.debug_struct("EntraCredentialsProvider")
-            .field("tenant", &self.inner.tenant)
-            .field("audience", &self.inner.app_uri)
-            .field("source", &self.inner.source.kind())
-            .field("token_endpoint", &self.inner.entra.token_url().as_str())
-            .field("sts_endpoint", &self.inner.sts.endpoint().as_str())
-            .field("role_arn", &self.inner.request.role_arn)
+            .field("tenant", &chain.tenant)
+            .field("audience", &chain.app_uri)
+            .field("source", &chain.source.kind())
+            .field("token_endpoint", &chain.entra.token_url().as_str())
+            .field("sts_endpoint", &chain.sts.endpoint().as_str())
+            .field("role_arn", &chain.request.role_arn)
             .finish()
     }
 }
@@ -132,39 +115,45 @@ impl EntraCredentialsProvider {
     }
 
     pub(crate) fn from_parts(r: Resolved) -> Self {
+        let settings = refreshing::Settings {
+            clock: r.clock.clone(),
+            jitter: r.jitter.clone(),
+            rule: Rule::Credentials,
+            deadline: r.attempt_timeout,
+            what: "AWS credentials",
+        };
+        let chain = Chain {
+            tenant: r.tenant,
+            app_uri: r.app_uri,
+            source: r.source,
+            entra: r.entra,
+            sts: r.sts,
+            request: r.request,
+            clock: r.clock,
+            jitter: r.jitter,
+            gate: tokio::sync::Mutex::new(ChainState::default()),
+            stats: Counters::default(),
+        };
         Self {
-            inner: Arc::new(Inner {
-                tenant: r.tenant,
-                app_uri: r.app_uri,
-                source: r.source,
-                entra: r.entra,
-                sts: r.sts,
-                request: r.request,
-                clock: r.clock,
-                jitter: r.jitter,
-                snapshot: RwLock::new(Snapshot::default()),
-                gate: tokio::sync::Mutex::new(ChainState::default()),
-                attempts: AtomicU64::new(0),
-                wake: Arc::new(Notify::new()),
-                background_running: AtomicBool::new(false),
-                stats: Counters::default(),
-            }),
+            inner: Arc::new(RefreshingCache::new(chain, settings)),
         }
+    }
+
+    fn chain(&self) -> &Chain {
+        self.inner.resolver()
     }
 
     /// Credentials, with the library's typed error.
     pub async fn credentials(&self) -> Result<Credentials, Arc<Error>> {
-        if let Some(ready) = self.inner.cached_outcome(self.inner.clock.now()) {
-            return ready;
-        }
-        Inner::load(self.inner.clone()).await
+        self.inner.get().await
     }
 
     /// The current v1 web-identity token (for a token file or another consumer), from the same cache.
     pub async fn web_identity_token(&self) -> Result<WebIdentityToken, Error> {
-        let mut chain = self.inner.gate.lock().await;
-        self.inner
-            .web_identity_token_locked(&mut chain, Freshness::Cached)
+        let chain = self.chain();
+        let mut state = chain.gate.lock().await;
+        chain
+            .web_identity_token_locked(&mut state, Freshness::Cached)
             .await
     }
 
@@ -172,16 +161,17 @@ impl EntraCredentialsProvider {
     /// reads, which must be rewritten well before the token expires. The new token also serves the
     /// in-process chain.
     pub async fn refresh_web_identity_token(&self) -> Result<WebIdentityToken, Error> {
-        let mut chain = self.inner.gate.lock().await;
-        self.inner
-            .web_identity_token_locked(&mut chain, Freshness::New)
+        let chain = self.chain();
+        let mut state = chain.gate.lock().await;
+        chain
+            .web_identity_token_locked(&mut state, Freshness::New)
             .await
     }
 
     /// A stable key for what this provider assumes (tenant, audience, role, session name, STS
     /// endpoint), for caches kept outside the process.
     pub fn session_key(&self) -> String {
-        let i = &self.inner;
+        let i = self.chain();
         format!(
             "{}\n{}\n{}\n{}\n{}",
             i.tenant,
@@ -194,22 +184,18 @@ impl EntraCredentialsProvider {
 
     /// How often each upstream was called.
     pub fn stats(&self) -> ProviderStats {
-        let s = &self.inner.stats;
+        let s = &self.chain().stats;
         ProviderStats {
             assertion_fetches: s.assertion_fetches.load(Ordering::Relaxed),
             entra_exchanges: s.entra_exchanges.load(Ordering::Relaxed),
             sts_calls: s.sts_calls.load(Ordering::Relaxed),
-            chain_failures: s.chain_failures.load(Ordering::Relaxed),
+            chain_failures: self.inner.failures(),
         }
     }
 
     /// When the cached credentials expire, if there are any.
     pub fn cached_expiry(&self) -> Option<SystemTime> {
-        self.inner
-            .read_snapshot()
-            .credentials
-            .as_ref()
-            .map(|c| c.expires_at)
+        self.inner.expires_at()
     }
 }
 
@@ -218,13 +204,11 @@ impl ProvideCredentials for EntraCredentialsProvider {
     where
         Self: 'a,
     {
-        match self.inner.cached_outcome(self.inner.clock.now()) {
+        match self.inner.cached() {
             Some(Ok(c)) => future::ProvideCredentials::ready(Ok(c)),
             Some(Err(e)) => future::ProvideCredentials::ready(Err(to_credentials_error(e))),
             None => future::ProvideCredentials::new(async move {
-                Inner::load(self.inner.clone())
-                    .await
-                    .map_err(to_credentials_error)
+                self.inner.get().await.map_err(to_credentials_error)
             }),
         }
     }
@@ -232,12 +216,7 @@ impl ProvideCredentials for EntraCredentialsProvider {
     /// The last good credentials while they are still valid: what an interrupted load (the SDK's
     /// identity-cache timeout) should use.
     fn fallback_on_interrupt(&self) -> Option<Credentials> {
-        let now = self.inner.clock.now();
-        let snap = self.inner.read_snapshot();
-        snap.credentials
-            .as_ref()
-            .filter(|c| now < c.expires_at)
-            .map(|c| c.value.clone())
+        self.inner.valid()
     }
 }
 
@@ -261,124 +240,21 @@ fn to_credentials_error(e: Arc<Error>) -> CredentialsError {
     CredentialsError::provider_error(SharedError(e))
 }
 
-impl Inner {
-    fn read_snapshot(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
-        self.snapshot.read().unwrap_or_else(|p| p.into_inner())
+impl Resolve for Chain {
+    type Value = Credentials;
+
+    async fn resolve(&self) -> Result<refreshing::Resolved<Credentials>, Error> {
+        let mut state = self.gate.lock().await;
+        let assumed = self.run_chain(&mut state).await?;
+        Ok(refreshing::Resolved {
+            value: assumed.credentials,
+            expires_at: assumed.expires_at,
+            issuer_now: assumed.server_date,
+        })
     }
+}
 
-    /// The answer that needs no upstream call, if there is one. Allocation-free on success.
-    fn cached_outcome(&self, now: SystemTime) -> Option<Result<Credentials, Arc<Error>>> {
-        let snap = self.read_snapshot();
-        let in_backoff = snap
-            .failure
-            .as_ref()
-            .is_some_and(|f| now < f.retry_not_before);
-        match &snap.credentials {
-            Some(c) => match c.phase(now) {
-                Phase::Fresh => Some(Ok(c.value.clone())),
-                Phase::Advisory => {
-                    if !in_backoff {
-                        self.wake.notify_one();
-                    }
-                    Some(Ok(c.value.clone()))
-                }
-                // Mandatory or expired: the caller waits for a refresh, unless one just failed and
-                // we are backing off; then serve what is still valid, or the failure.
-                Phase::Mandatory if in_backoff => Some(Ok(c.value.clone())),
-                Phase::Expired if in_backoff => snap.failure.as_ref().map(|f| Err(f.error.clone())),
-                _ => None,
-            },
-            None if in_backoff => snap.failure.as_ref().map(|f| Err(f.error.clone())),
-            None => None,
-        }
-    }
-
-    /// The slow path: wait for (or run) a refresh.
-    async fn load(self: Arc<Self>) -> Result<Credentials, Arc<Error>> {
-        let seen = self.attempts.load(Ordering::Acquire);
-        if let Some(outcome) = self.cached_outcome(self.clock.now()) {
-            return outcome;
-        }
-        let result = self.refresh(seen).await;
-        self.ensure_background();
-        result
-    }
-
-    /// Runs the chain unless an attempt finished while this caller waited for the gate.
-    async fn refresh(&self, seen: u64) -> Result<Credentials, Arc<Error>> {
-        let mut chain = self.gate.lock().await;
-        let now = self.clock.now();
-        if self.attempts.load(Ordering::Acquire) != seen {
-            let snap = self.read_snapshot();
-            match (&snap.credentials, &snap.failure) {
-                (Some(c), _) if now + MANDATORY_WINDOW < c.expires_at => {
-                    return Ok(c.value.clone());
-                }
-                (Some(c), Some(_)) if now < c.expires_at => return Ok(c.value.clone()),
-                (_, Some(f)) => return Err(f.error.clone()),
-                _ => {}
-            }
-        } else if let Some(c) = &self.read_snapshot().credentials
-            && c.phase(now) == Phase::Fresh
-        {
-            return Ok(c.value.clone());
-        }
-
-        let result = self.run_chain(&mut chain).await;
-        let now = self.clock.now();
-        let outcome = {
-            let mut snap = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-            match result {
-                Ok(assumed) => {
-                    snap.credentials = Some(Cached::jittered(
-                        assumed.credentials.clone(),
-                        now,
-                        assumed.expires_at,
-                        Rule::Credentials,
-                        self.jitter.fraction(),
-                    ));
-                    snap.failure = None;
-                    Ok(assumed.credentials)
-                }
-                Err(error) => {
-                    self.stats.chain_failures.fetch_add(1, Ordering::Relaxed);
-                    let error = Arc::new(error);
-                    let consecutive = snap.failure.as_ref().map_or(1, |f| f.consecutive + 1);
-                    let valid_left = snap
-                        .credentials
-                        .as_ref()
-                        .and_then(|c| c.expires_at.duration_since(now).ok());
-                    let wait = failure_backoff(consecutive, valid_left, &self.jitter);
-                    let serving = snap
-                        .credentials
-                        .as_ref()
-                        .filter(|c| now < c.expires_at)
-                        .map(|c| c.value.clone());
-                    match (&serving, error.is_recoverable()) {
-                        (Some(_), true) => {
-                            tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "credential refresh failed; serving the last good credentials until they expire")
-                        }
-                        (Some(_), false) => {
-                            tracing::error!(error = %error, retry_in_ms = wait.as_millis() as u64, "credential refresh failed (not transient); serving the last good credentials until they expire")
-                        }
-                        (None, _) => {
-                            tracing::error!(error = %error, retry_in_ms = wait.as_millis() as u64, "no credentials")
-                        }
-                    }
-                    snap.failure = Some(Failure {
-                        error: error.clone(),
-                        retry_not_before: now + wait,
-                        consecutive,
-                    });
-                    serving.ok_or(error)
-                }
-            }
-        };
-        self.attempts.fetch_add(1, Ordering::Release);
-        drop(chain);
-        outcome
-    }
-
+impl Chain {
     async fn run_chain(&self, chain: &mut ChainState) -> Result<AssumedRole, Error> {
         let token = self
             .web_identity_token_locked(chain, Freshness::Cached)
@@ -500,113 +376,5 @@ impl Inner {
                 _ => Err(e.into()),
             },
         }
-    }
-
-    /// Starts the background refresher if it is not running (first load, or its runtime ended).
-    fn ensure_background(self: &Arc<Self>) {
-        if self.background_running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let weak = Arc::downgrade(self);
-                let wake = self.wake.clone();
-                handle.spawn(background(weak, wake));
-            }
-            Err(_) => self.background_running.store(false, Ordering::Release),
-        }
-    }
-
-    /// When the background task should next look: the refresh point, or the end of a backoff.
-    /// With no credentials there is nothing to keep fresh: callers drive the retries.
-    fn next_wakeup(&self) -> Option<SystemTime> {
-        let snap = self.read_snapshot();
-        let refresh_at = snap.credentials.as_ref().map(|c| c.refresh_at)?;
-        Some(
-            snap.failure
-                .as_ref()
-                .map_or(refresh_at, |f| f.retry_not_before.max(refresh_at)),
-        )
-    }
-}
-
-/// The background refresher: sleeps until the advisory refresh point (or until a caller in the
-/// advisory window wakes it), refreshes through the same gate, and ends with the provider.
-async fn background(weak: Weak<Inner>, wake: Arc<Notify>) {
-    struct Running(Weak<Inner>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            if let Some(inner) = self.0.upgrade() {
-                inner.background_running.store(false, Ordering::Release);
-            }
-        }
-    }
-    let _running = Running(weak.clone());
-    loop {
-        let Some((next, clock)) = weak.upgrade().map(|i| (i.next_wakeup(), i.clock.clone())) else {
-            return;
-        };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    _ = clock.sleep_until(at) => {}
-                    _ = wake.notified() => {}
-                }
-            }
-            None => wake.notified().await,
-        }
-        let Some(inner) = weak.upgrade() else { return };
-        let now = inner.clock.now();
-        let (due, in_backoff, seen) = {
-            let snap = inner.read_snapshot();
-            let due = snap
-                .credentials
-                .as_ref()
-                .is_some_and(|c| c.phase(now) != Phase::Fresh);
-            let in_backoff = snap
-                .failure
-                .as_ref()
-                .is_some_and(|f| now < f.retry_not_before);
-            (due, in_backoff, inner.attempts.load(Ordering::Acquire))
-        };
-        if due && !in_backoff {
-            let _ = inner.refresh(seen).await;
-        }
-    }
-}
-
-/// How long to wait after `consecutive` failures: jittered exponential from 1 s, at most 5 min,
-/// and never more than a quarter of what is left of the current credentials (so retries happen
-/// before they expire); at most 1 min while there are no credentials at all.
-fn failure_backoff(consecutive: u32, valid_left: Option<Duration>, jitter: &Jitter) -> Duration {
-    let b = Backoff {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(300),
-        max_retries: u32::MAX,
-        jitter: 0.5,
-    };
-    let d = b.delay_with(consecutive, jitter);
-    match valid_left {
-        Some(left) => d.min((left / 4).max(Duration::from_secs(1))),
-        None => d.min(Duration::from_secs(60)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_inside_the_remaining_validity() {
-        for n in 1..20 {
-            let j = Jitter::default();
-            let d = failure_backoff(n, Some(Duration::from_secs(120)), &j);
-            assert!(d <= Duration::from_secs(30), "{d:?}");
-            assert!(failure_backoff(n, None, &j) <= Duration::from_secs(60));
-        }
-        assert!(
-            failure_backoff(10, Some(Duration::from_secs(7200)), &Jitter::default())
-                >= Duration::from_secs(150)
-        );
     }
 }

@@ -249,6 +249,8 @@ pub struct AssumedRole {
     pub expires_at: SystemTime,
     /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
     pub assumed_role_arn: Option<String>,
+    /// STS's clock when it answered (its `Date` header), to tell a skewed local clock.
+    pub server_date: Option<SystemTime>,
 }
 
 /// Calls STS.
@@ -357,9 +359,32 @@ impl StsClient {
             .await
             .map_err(transport)?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(transport)?;
+        let server_date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| {
+                aws_smithy_types::DateTime::from_str(
+                    d,
+                    aws_smithy_types::date_time::Format::HttpDate,
+                )
+                .ok()
+            })
+            .and_then(|d| SystemTime::try_from(d).ok());
+        let body = match crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY).await {
+            Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+            Err(e @ crate::http::BodyError::TooLarge { .. }) => {
+                return Err(StsError::InvalidResponse(e.to_string()));
+            }
+            Err(crate::http::BodyError::Transport(reason)) => {
+                return Err(StsError::Transport {
+                    endpoint: redacted_endpoint(&self.endpoint),
+                    reason,
+                });
+            }
+        };
         if status == 200 {
-            parse_success(&body)
+            parse_success(&body).map(|r| AssumedRole { server_date, ..r })
         } else {
             Err(StsError::Service(parse_error(status, &body)))
         }
@@ -403,6 +428,7 @@ fn parse_success(body: &str) -> Result<AssumedRole, StsError> {
         credentials,
         expires_at,
         assumed_role_arn: arn,
+        server_date: None,
     })
 }
 

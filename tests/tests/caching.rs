@@ -266,7 +266,8 @@ async fn forty_eight_hours_renewed_ahead_never_expired_never_waiting_and_an_outa
 }
 
 /// Before the last minute of the credentials no caller waits, even while the refresh hangs; in
-/// the last minute a caller waits for it, and gets the refreshed credentials.
+/// the last minute a caller waits for it (a few seconds at most, see `refresh_lifecycle`), and
+/// gets the refreshed credentials.
 #[tokio::test(start_paused = true)]
 async fn only_in_the_last_minute_do_callers_wait_for_a_refresh() {
     let clock = Clock::tokio_driven();
@@ -282,6 +283,7 @@ async fn only_in_the_last_minute_do_callers_wait_for_a_refresh() {
     let provider = builder_from_env(&env_of(&cloud))
         .clock(clock.clone())
         .http_client(http)
+        .attempt_timeout(Duration::from_secs(2 * 3600))
         .jitter_seed(jitter_seed())
         .build()
         .unwrap();

@@ -1,0 +1,482 @@
+//! A cache of one value that keeps itself fresh: the engine behind
+//! [`crate::EntraCredentialsProvider`], generic over what it caches.
+//!
+//! - **Single flight, owned by no caller.** One attempt at a time runs in a task of its own;
+//!   every caller waiting for it receives its outcome. A caller that gives up (the AWS SDK's
+//!   load timeout, a client that disconnected) leaves the attempt running, so its work, its
+//!   failure and its backoff are never thrown away.
+//! - **A deadline per attempt**, whatever the HTTP client's own timeouts.
+//! - **Refresh ahead.** A background task starts the refresh at the value's refresh point. It
+//!   sleeps in short steps and reads the wall clock each time, so a paused VM or a clock step is
+//!   noticed within [`MAX_SLEEP`]; it ends when the cache is dropped.
+//! - **The last minute.** A caller waits at most [`MANDATORY_WAIT`] for a refresh, then gets the
+//!   value that is still valid. An expired value is never returned.
+//! - **Failures back off** (jittered, exponential, bounded by what is left of the current value).
+//!   An answer that is already inside its last minute on arrival (this machine's clock ahead of
+//!   the issuer's) is a failure too, logged with both clocks.
+
+use crate::clock::{Clock, unix_seconds};
+use crate::error::Error;
+use crate::refresh::{Cached, MANDATORY_WINDOW, Phase, Rule};
+use crate::retry::{Backoff, Jitter};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// How long a caller inside a value's last minute waits for its refresh before it is given the
+/// value that is still valid.
+pub const MANDATORY_WAIT: Duration = Duration::from_secs(3);
+
+/// The longest the background task sleeps before it reads the wall clock again.
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// The default deadline of one attempt.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A newly resolved value.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved<V> {
+    pub value: V,
+    pub expires_at: SystemTime,
+    /// The issuer's clock when it answered (an HTTP `Date`), for the clock-skew log.
+    pub issuer_now: Option<SystemTime>,
+}
+
+/// What the cache holds and how to get a new one.
+pub(crate) trait Resolve: Send + Sync + 'static {
+    type Value: Clone + Send + Sync + 'static;
+
+    fn resolve(&self) -> impl Future<Output = Result<Resolved<Self::Value>, Error>> + Send;
+}
+
+/// How the cache behaves.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub clock: Clock,
+    pub jitter: Jitter,
+    pub rule: Rule,
+    pub deadline: Duration,
+    /// What the value is, for logs ("AWS credentials").
+    pub what: &'static str,
+}
+
+type Outcome<V> = Result<V, Arc<Error>>;
+type Pending<V> = watch::Receiver<Option<Outcome<V>>>;
+
+/// The cache. Dropping it ends its background task (an attempt in flight finishes first, within
+/// its deadline).
+pub(crate) struct RefreshingCache<R: Resolve> {
+    core: Arc<Core<R>>,
+}
+
+struct Core<R: Resolve> {
+    resolver: R,
+    settings: Settings,
+    snapshot: RwLock<Snapshot<R::Value>>,
+    /// The attempt in flight: its number and where its outcome will appear.
+    inflight: Mutex<Option<(u64, Pending<R::Value>)>>,
+    /// How many attempts have been recorded; the background task listens to it.
+    recorded: watch::Sender<u64>,
+    background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    failures: AtomicU64,
+}
+
+struct Snapshot<V> {
+    value: Option<Cached<V>>,
+    failure: Option<Failure>,
+}
+
+struct Failure {
+    error: Arc<Error>,
+    retry_not_before: SystemTime,
+    consecutive: u32,
+}
+
+impl<R: Resolve> RefreshingCache<R> {
+    pub fn new(resolver: R, settings: Settings) -> Self {
+        Self {
+            core: Arc::new(Core {
+                resolver,
+                settings,
+                snapshot: RwLock::new(Snapshot {
+                    value: None,
+                    failure: None,
+                }),
+                inflight: Mutex::new(None),
+                recorded: watch::Sender::new(0),
+                background: Mutex::new(None),
+                failures: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn resolver(&self) -> &R {
+        &self.core.resolver
+    }
+
+    /// The answer that needs no waiting, if there is one: allocation-free when the value is
+    /// fresh. In the refresh window it also starts the refresh.
+    pub fn cached(&self) -> Option<Outcome<R::Value>> {
+        let core = &self.core;
+        let now = core.settings.clock.now();
+        let snap = core.read();
+        let in_backoff = snap.in_backoff(now);
+        match &snap.value {
+            Some(c) => match c.phase(now) {
+                Phase::Fresh => Some(Ok(c.value.clone())),
+                Phase::Advisory => {
+                    let value = c.value.clone();
+                    drop(snap);
+                    if !in_backoff {
+                        core.start(None);
+                    }
+                    core.ensure_background();
+                    Some(Ok(value))
+                }
+                // The last minute: wait for a refresh, unless one just failed (then serve).
+                Phase::Mandatory if in_backoff => Some(Ok(c.value.clone())),
+                Phase::Expired if in_backoff => snap.failure.as_ref().map(|f| Err(f.error.clone())),
+                _ => None,
+            },
+            None if in_backoff => snap.failure.as_ref().map(|f| Err(f.error.clone())),
+            None => None,
+        }
+    }
+
+    /// The value, waiting for a refresh when there is nothing to serve.
+    pub async fn get(&self) -> Outcome<R::Value> {
+        let core = &self.core;
+        let seen = *core.recorded.borrow();
+        if let Some(outcome) = self.cached() {
+            return outcome;
+        }
+        let pending = match core.start(Some(seen)) {
+            Started::Settled(outcome) => return outcome,
+            Started::Pending(pending) => pending,
+            // No Tokio runtime to run the attempt on: run it here (its hops then say why not).
+            Started::NoRuntime => return core.attempt_inline().await,
+        };
+        core.ensure_background();
+        let now = core.settings.clock.now();
+        let still_valid = core
+            .read()
+            .value
+            .as_ref()
+            .filter(|c| now < c.expires_at)
+            .map(|c| (c.value.clone(), c.expires_at));
+        match still_valid {
+            None => outcome_of(pending).await,
+            Some((value, expires_at)) => {
+                let bound = MANDATORY_WAIT.min(expires_at.duration_since(now).unwrap_or_default());
+                match tokio::time::timeout(bound, outcome_of(pending)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(
+                            what = core.settings.what,
+                            waited_ms = bound.as_millis() as u64,
+                            valid_for_s =
+                                expires_at.duration_since(now).unwrap_or_default().as_secs(),
+                            "the refresh is still running; serving the value that is still valid"
+                        );
+                        Ok(value)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The value while it is valid, whatever the refresh state.
+    pub fn valid(&self) -> Option<R::Value> {
+        let now = self.core.settings.clock.now();
+        self.core
+            .read()
+            .value
+            .as_ref()
+            .filter(|c| now < c.expires_at)
+            .map(|c| c.value.clone())
+    }
+
+    /// When the cached value expires.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.core.read().value.as_ref().map(|c| c.expires_at)
+    }
+
+    /// Attempts that failed.
+    pub fn failures(&self) -> u64 {
+        self.core.failures.load(Ordering::Relaxed)
+    }
+}
+
+impl<R: Resolve> Drop for RefreshingCache<R> {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.core.background).take() {
+            task.abort();
+        }
+    }
+}
+
+enum Started<V> {
+    Pending(Pending<V>),
+    Settled(Outcome<V>),
+    NoRuntime,
+}
+
+async fn outcome_of<V: Clone>(mut pending: Pending<V>) -> Outcome<V> {
+    match pending.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone().unwrap_or(Err(Arc::new(Error::Interrupted))),
+        Err(_) => Err(Arc::new(Error::Interrupted)),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<V> Snapshot<V> {
+    fn in_backoff(&self, now: SystemTime) -> bool {
+        self.failure
+            .as_ref()
+            .is_some_and(|f| now < f.retry_not_before)
+    }
+}
+
+/// Clears the in-flight slot when its attempt ends in any way: finished, panicked, or dropped
+/// with its runtime (even before its first poll, since the attempt's future owns it).
+struct ClearInflight<R: Resolve> {
+    core: Arc<Core<R>>,
+    attempt: u64,
+}
+
+impl<R: Resolve> Drop for ClearInflight<R> {
+    fn drop(&mut self) {
+        let mut slot = lock(&self.core.inflight);
+        if slot.as_ref().is_some_and(|(n, _)| *n == self.attempt) {
+            *slot = None;
+        }
+    }
+}
+
+impl<R: Resolve> Core<R> {
+    fn read(&self) -> RwLockReadGuard<'_, Snapshot<R::Value>> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the attempt in flight or starts one. With `seen` (the number of recorded attempts
+    /// when the caller first looked), an attempt recorded since then answers instead.
+    fn start(self: &Arc<Self>, seen: Option<u64>) -> Started<R::Value> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Started::NoRuntime;
+        };
+        let mut slot = lock(&self.inflight);
+        if let Some((_, pending)) = &*slot {
+            return Started::Pending(pending.clone());
+        }
+        let recorded = *self.recorded.borrow();
+        if seen.is_some_and(|seen| seen != recorded)
+            && let Some(outcome) = self.settled(self.settings.clock.now())
+        {
+            return Started::Settled(outcome);
+        }
+        let attempt = recorded + 1;
+        let (done, pending) = watch::channel(None);
+        *slot = Some((attempt, pending.clone()));
+        drop(slot);
+        let clear = ClearInflight {
+            core: self.clone(),
+            attempt,
+        };
+        runtime.spawn(async move {
+            let core = clear.core.clone();
+            let outcome = core.attempt().await;
+            // Free the slot before announcing, so a caller woken by the outcome that finds the
+            // value stale can start the next attempt.
+            drop(clear);
+            done.send_replace(Some(outcome));
+        });
+        Started::Pending(pending)
+    }
+
+    /// What an attempt recorded since the caller looked, if it settles the caller's question.
+    fn settled(&self, now: SystemTime) -> Option<Outcome<R::Value>> {
+        let snap = self.read();
+        match (&snap.value, &snap.failure) {
+            (Some(c), _) if now + MANDATORY_WINDOW < c.expires_at => Some(Ok(c.value.clone())),
+            (Some(c), Some(_)) if now < c.expires_at => Some(Ok(c.value.clone())),
+            (_, Some(f)) => Some(Err(f.error.clone())),
+            _ => None,
+        }
+    }
+
+    async fn attempt(&self) -> Outcome<R::Value> {
+        let deadline = self.settings.deadline;
+        let result = tokio::time::timeout(deadline, self.resolver.resolve())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Deadline {
+                    seconds: deadline.as_secs(),
+                })
+            });
+        self.record(result)
+    }
+
+    /// Without a runtime nothing can be spawned or timed: the caller runs the attempt.
+    async fn attempt_inline(&self) -> Outcome<R::Value> {
+        let result = self.resolver.resolve().await;
+        self.record(result)
+    }
+
+    fn record(&self, result: Result<Resolved<R::Value>, Error>) -> Outcome<R::Value> {
+        let s = &self.settings;
+        let now = s.clock.now();
+        let mut snap = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        let error = match result {
+            Ok(new) if now + MANDATORY_WINDOW < new.expires_at => {
+                snap.value = Some(Cached::jittered(
+                    new.value.clone(),
+                    now,
+                    new.expires_at,
+                    s.rule,
+                    s.jitter.fraction(),
+                ));
+                snap.failure = None;
+                drop(snap);
+                self.recorded.send_modify(|n| *n += 1);
+                return Ok(new.value);
+            }
+            Ok(stale) => {
+                let expires_at = unix_seconds(stale.expires_at);
+                let local_now = unix_seconds(now);
+                tracing::error!(
+                    what = s.what,
+                    expires_at,
+                    local_now,
+                    issuer_now = stale.issuer_now.map(unix_seconds),
+                    "the new value is already inside its last minute by this machine's clock: the clock is ahead of the issuer's"
+                );
+                // Usable until it expires if nothing better is cached; never past its expiry.
+                if now < stale.expires_at
+                    && snap
+                        .value
+                        .as_ref()
+                        .is_none_or(|c| c.expires_at < stale.expires_at)
+                {
+                    snap.value = Some(Cached {
+                        value: stale.value,
+                        refresh_at: now,
+                        expires_at: stale.expires_at,
+                    });
+                }
+                Error::Stale {
+                    expires_at,
+                    local_now,
+                    ahead_by_at_least: (local_now + MANDATORY_WINDOW.as_secs())
+                        .saturating_sub(expires_at),
+                }
+            }
+            Err(error) => error,
+        };
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let error = Arc::new(error);
+        let consecutive = snap.failure.as_ref().map_or(1, |f| f.consecutive + 1);
+        let serving = snap
+            .value
+            .as_ref()
+            .filter(|c| now < c.expires_at)
+            .map(|c| (c.value.clone(), c.expires_at));
+        let valid_left = serving
+            .as_ref()
+            .and_then(|(_, at)| at.duration_since(now).ok());
+        let wait = failure_backoff(consecutive, valid_left, &s.jitter);
+        let retry_in_ms = wait.as_millis() as u64;
+        match (&valid_left, error.is_recoverable()) {
+            (Some(left), true) => {
+                tracing::warn!(what = s.what, error = %error, retry_in_ms, valid_for_s = left.as_secs(), "refresh failed; serving the last good value until it expires")
+            }
+            (Some(left), false) => {
+                tracing::error!(what = s.what, error = %error, retry_in_ms, valid_for_s = left.as_secs(), "refresh failed (not transient); serving the last good value until it expires")
+            }
+            (None, _) => {
+                tracing::error!(what = s.what, error = %error, retry_in_ms, "refresh failed; nothing valid to serve")
+            }
+        }
+        snap.failure = Some(Failure {
+            error: error.clone(),
+            retry_not_before: now + wait,
+            consecutive,
+        });
+        drop(snap);
+        self.recorded.send_modify(|n| *n += 1);
+        serving.map(|(v, _)| v).ok_or(error)
+    }
+
+    /// Starts the background task unless it is running (first use, or its runtime ended).
+    fn ensure_background(self: &Arc<Self>) {
+        let mut task = lock(&self.background);
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            *task =
+                Some(runtime.spawn(background(Arc::downgrade(self), self.recorded.subscribe())));
+        }
+    }
+
+    /// Whether the background task should refresh now, and when to look next.
+    fn schedule(&self, now: SystemTime) -> (bool, Option<SystemTime>) {
+        let snap = self.read();
+        let Some(value) = &snap.value else {
+            // Nothing to keep fresh: callers drive the first load and its retries.
+            return (false, None);
+        };
+        let due = value.phase(now) != Phase::Fresh && !snap.in_backoff(now);
+        let next = snap.failure.as_ref().map_or(value.refresh_at, |f| {
+            f.retry_not_before.max(value.refresh_at)
+        });
+        (due, Some(next))
+    }
+}
+
+/// Refreshes at the refresh point; wakes whenever an attempt is recorded (a first success, a
+/// failure's backoff) and at least every [`MAX_SLEEP`] to re-read the wall clock.
+async fn background<R: Resolve>(core: Weak<Core<R>>, mut recorded: watch::Receiver<u64>) {
+    loop {
+        let Some(strong) = core.upgrade() else { return };
+        let now = strong.settings.clock.now();
+        let (due, next) = strong.schedule(now);
+        let sleep = if due {
+            strong.start(None);
+            MAX_SLEEP
+        } else {
+            next.and_then(|at| at.duration_since(now).ok())
+                .unwrap_or(MAX_SLEEP)
+                .clamp(Duration::from_millis(100), MAX_SLEEP)
+        };
+        drop(strong);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            changed = recorded.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// How long to wait after `consecutive` failures: jittered exponential from 1 s, at most 5 min,
+/// and never more than a quarter of what is left of the current value (so retries happen
+/// before it expires); at most 1 min while there is nothing valid.
+fn failure_backoff(consecutive: u32, valid_left: Option<Duration>, jitter: &Jitter) -> Duration {
+    let b = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(300),
+        max_retries: u32::MAX,
+        jitter: 0.5,
+    };
+    let d = b.delay_with(consecutive, jitter);
+    match valid_left {
+        Some(left) => d.min((left / 4).max(Duration::from_secs(1))),
+        None => d.min(Duration::from_secs(60)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

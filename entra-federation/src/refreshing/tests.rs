@@ -1,0 +1,212 @@
+//! The cache on its own, with a fake resolver under tokio's paused clock.
+
+use super::*;
+use crate::sts::StsError;
+use std::sync::atomic::AtomicBool;
+
+/// Answers `n` (its call number) valid for `lifetime`; fails or hangs when told to.
+struct Fake {
+    clock: Clock,
+    calls: AtomicU64,
+    lifetime: Mutex<Duration>,
+    fail: AtomicBool,
+    /// While false, calls wait.
+    open: watch::Sender<bool>,
+}
+
+impl Resolve for Arc<Fake> {
+    type Value = u64;
+
+    async fn resolve(&self) -> Result<Resolved<u64>, Error> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.open.subscribe().wait_for(|open| *open).await;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(Error::Sts(StsError::Transport {
+                endpoint: "https://sts.example/".into(),
+                reason: "refused".into(),
+            }));
+        }
+        Ok(Resolved {
+            value: n,
+            expires_at: self.clock.now() + *self.lifetime.lock().unwrap(),
+            issuer_now: None,
+        })
+    }
+}
+
+fn fake_with(clock: Clock) -> (Arc<Fake>, RefreshingCache<Arc<Fake>>) {
+    let fake = Arc::new(Fake {
+        clock: clock.clone(),
+        calls: AtomicU64::new(0),
+        lifetime: Mutex::new(Duration::from_secs(3600)),
+        fail: AtomicBool::new(false),
+        open: watch::Sender::new(true),
+    });
+    let cache = RefreshingCache::new(
+        fake.clone(),
+        Settings {
+            clock,
+            jitter: Jitter::seeded(1),
+            rule: Rule::Credentials,
+            deadline: DEFAULT_DEADLINE,
+            what: "test value",
+        },
+    );
+    (fake, cache)
+}
+
+fn fake() -> (Arc<Fake>, RefreshingCache<Arc<Fake>>) {
+    fake_with(Clock::tokio_driven())
+}
+
+fn calls(fake: &Fake) -> u64 {
+    fake.calls.load(Ordering::SeqCst)
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_callers_share_one_attempt() {
+    let (fake, cache) = fake();
+    let cache = Arc::new(cache);
+    fake.open.send_replace(false);
+    let callers: Vec<_> = (0..100)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.get().await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    fake.open.send_replace(true);
+    for c in callers {
+        assert_eq!(c.await.unwrap().unwrap(), 1);
+    }
+    assert_eq!(calls(&fake), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_leaves_the_attempt_running() {
+    let (fake, cache) = fake();
+    fake.open.send_replace(false);
+    tokio::time::timeout(Duration::from_secs(1), cache.get())
+        .await
+        .expect_err("gave up");
+    fake.open.send_replace(true);
+    assert_eq!(cache.get().await.unwrap(), 1);
+    assert_eq!(calls(&fake), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_is_abandoned_at_its_deadline() {
+    let (fake, cache) = fake();
+    fake.open.send_replace(false);
+    let started = tokio::time::Instant::now();
+    let e = cache.get().await.unwrap_err();
+    assert!(matches!(*e, Error::Deadline { seconds: 60 }), "{e}");
+    assert_eq!(started.elapsed(), DEFAULT_DEADLINE);
+    assert_eq!(cache.failures(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_first_load_the_refresh_still_runs_ahead() {
+    let (fake, cache) = fake();
+    fake.fail.store(true, Ordering::SeqCst);
+    cache.get().await.unwrap_err();
+    fake.fail.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(cache.get().await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_secs(3600 - 120)).await;
+    assert_eq!(calls(&fake), 3, "refreshed in the background");
+    assert_eq!(cache.cached().unwrap().unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_already_in_its_last_minute_is_a_failure_and_never_served_expired() {
+    let (expired, cache) = fake();
+    *expired.lifetime.lock().unwrap() = Duration::ZERO;
+    let e = cache.get().await.unwrap_err();
+    assert!(matches!(*e, Error::Stale { .. }), "{e}");
+    assert!(cache.valid().is_none());
+
+    let (fake, cache) = fake();
+    *fake.lifetime.lock().unwrap() = Duration::from_secs(30);
+    // Thirty seconds of validity: served, but counted as a failure, and backed off from.
+    assert_eq!(cache.get().await.unwrap(), 1);
+    assert_eq!(cache.failures(), 1);
+    for _ in 0..10 {
+        assert_eq!(cache.get().await.unwrap(), 1);
+    }
+    assert_eq!(calls(&fake), 1);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    for _ in 0..10 {
+        match cache.get().await {
+            Ok(v) => assert!(
+                cache.expires_at().is_some_and(|at| fake.clock.now() < at),
+                "served {v} after expiry"
+            ),
+            Err(e) => assert!(matches!(*e, Error::Stale { .. }), "{e}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_the_last_minute_a_stuck_refresh_costs_seconds_then_serves_the_valid_value() {
+    let (fake, cache) = fake();
+    assert_eq!(cache.get().await.unwrap(), 1);
+    fake.open.send_replace(false);
+    tokio::time::sleep(Duration::from_secs(3600 - 30)).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(cache.get().await.unwrap(), 1);
+    assert!(
+        started.elapsed() <= MANDATORY_WAIT,
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(cache.valid().is_none(), "expired: never served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_cache_ends_its_background_task() {
+    let (_fake, cache) = fake();
+    cache.get().await.unwrap();
+    tokio::task::yield_now().await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    assert_eq!(metrics.num_alive_tasks(), 1, "the background task");
+    drop(cache);
+    tokio::task::yield_now().await;
+    assert_eq!(metrics.num_alive_tasks(), 0);
+}
+
+/// A wall clock that can jump ahead of tokio's.
+#[derive(Debug, Clone)]
+struct Jumpy(Clock, Arc<Mutex<Duration>>);
+
+impl aws_smithy_async::time::TimeSource for Jumpy {
+    fn now(&self) -> SystemTime {
+        self.0.now() + *self.1.lock().unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_jump_is_noticed_within_max_sleep() {
+    let wall = Jumpy(Clock::tokio_driven(), Arc::default());
+    let (fake, cache) = fake_with(Clock::from_time_source(wall.clone()));
+    cache.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    *wall.1.lock().unwrap() = Duration::from_secs(3000);
+    tokio::time::sleep(MAX_SLEEP).await;
+    assert_eq!(calls(&fake), 2);
+}
+
+#[test]
+fn backoff_stays_inside_the_remaining_validity() {
+    for n in 1..20 {
+        let j = Jitter::default();
+        let d = failure_backoff(n, Some(Duration::from_secs(120)), &j);
+        assert!(d <= Duration::from_secs(30), "{d:?}");
+        assert!(failure_backoff(n, None, &j) <= Duration::from_secs(60));
+    }
+    assert!(
+        failure_backoff(10, Some(Duration::from_secs(7200)), &Jitter::default())
+            >= Duration::from_secs(150)
+    );
+}
