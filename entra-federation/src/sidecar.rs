@@ -199,11 +199,13 @@ impl SidecarClient {
         })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.text().await.map_err(|e| SidecarError::Transport {
-            endpoint,
-            reason: e.without_url().to_string(),
-        })?;
-        Ok((status, headers, body))
+        let body = crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY)
+            .await
+            .map_err(|e| SidecarError::Transport {
+                endpoint,
+                reason: format!("reading the response failed: {e}"),
+            })?;
+        Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     }
 
     fn error(status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> SidecarError {

@@ -352,11 +352,12 @@ async fn last_known_good_keys_survive_a_metadata_outage() {
         refused(&fresh, &sign(&cloud, &app_claims())).await,
         ValidationError::KeysUnavailable
     );
-    // The first-use load failed, so the kid was unknown too: one refresh for it, which failed.
+    // The first-use load failed; the refresh for the (so unknown) kid right after it is skipped,
+    // since the failure is being backed off from.
     assert_eq!(
         cloud.counter("entra_metadata"),
-        before + 2,
-        "the keys were asked for"
+        before + 1,
+        "the keys were asked for once"
     );
     assert_eq!(ValidationError::KeysUnavailable.status(), 503);
 }
@@ -814,4 +815,51 @@ async fn an_empty_key_set_never_replaces_good_keys() {
     v.validate(&good)
         .await
         .expect("the good keys are still there");
+}
+
+/// Point 15: while the keys cannot be fetched, requests are answered 503 at once from a backoff,
+/// not each with a new round of fetches; once the backoff ends, a fetch is tried again.
+#[tokio::test(start_paused = true)]
+async fn a_failing_key_fetch_is_backed_off_and_answered_quickly() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cloud = cloud().await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = {
+        let hits = hits.clone();
+        axum::Router::new().fallback(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }
+        })
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = app_only_config(ids::TENANT_ID);
+    config.authority = format!("{base}/").parse().unwrap();
+    let v = TokenValidator::new(config).unwrap();
+    let token = sign(&cloud, &app_claims());
+    assert!(matches!(
+        refused(&v, &token).await,
+        ValidationError::KeysUnavailable
+    ));
+    let after_first = hits.load(Ordering::SeqCst);
+    assert!(after_first >= 1);
+    let started = tokio::time::Instant::now();
+    for _ in 0..50 {
+        assert!(matches!(
+            refused(&v, &token).await,
+            ValidationError::KeysUnavailable
+        ));
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        after_first,
+        "no fetch while backing off"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(10));
+    assert!(v.keys().last_error().unwrap().contains("503"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    refused(&v, &token).await;
+    assert!(hits.load(Ordering::SeqCst) > after_first, "tried again");
 }

@@ -118,13 +118,15 @@ pub(super) async fn get_with_retries(
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
-                let body = resp.bytes().await.map_err(|e| AssertionError::Transport {
-                    source_kind,
-                    endpoint: redacted_endpoint(endpoint),
-                    reason: format!("reading the response failed: {}", e.without_url()),
-                })?;
+                let body = crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY)
+                    .await
+                    .map_err(|e| AssertionError::Transport {
+                        source_kind,
+                        endpoint: redacted_endpoint(endpoint),
+                        reason: format!("reading the response failed: {e}"),
+                    })?;
                 if (200..300).contains(&status) {
-                    return Ok(body.to_vec());
+                    return Ok(body);
                 }
                 let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
                 let message = parsed

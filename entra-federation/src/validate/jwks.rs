@@ -69,7 +69,18 @@ pub struct KeyCache {
     pub refresh_interval: Duration,
     /// Least time between two refreshes caused by unknown `kid`s (5 min).
     pub min_refresh_interval: Duration,
+    /// The last failed fetch, until a fetch succeeds: no new fetch before its backoff ends.
+    failure: std::sync::Mutex<Option<FetchFailure>>,
 }
+
+struct FetchFailure {
+    error: String,
+    consecutive: u32,
+    retry_not_before: tokio::time::Instant,
+}
+
+/// The longest one fetch of the keys (both metadata documents and key sets) may take.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why keys could not be fetched (kept internal: validation reports "keys unavailable").
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +118,7 @@ impl KeyCache {
             clock,
             refresh_interval: Duration::from_secs(12 * 3600),
             min_refresh_interval: Duration::from_secs(300),
+            failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -125,13 +137,37 @@ impl KeyCache {
         }
     }
 
+    /// Why the last fetch failed, while no fetch has succeeded since (for logs and health).
+    pub fn last_error(&self) -> Option<String> {
+        self.failure_slot().as_ref().map(|f| f.error.clone())
+    }
+
+    /// Whether a failed fetch is being backed off from: callers are answered at once from the
+    /// keys at hand (none, before the first success), without a fetch.
+    pub fn backing_off(&self) -> bool {
+        self.failure_slot()
+            .as_ref()
+            .is_some_and(|f| tokio::time::Instant::now() < f.retry_not_before)
+    }
+
+    fn failure_slot(&self) -> std::sync::MutexGuard<'_, Option<FetchFailure>> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Refreshes unless another caller just did (single-flight); `unknown_kid` refreshes are
-    /// limited to one per `min_refresh_interval`. Failures keep the last good keys.
+    /// limited to one per `min_refresh_interval`. Failures keep the last good keys, and back off
+    /// (1 s doubling to 1 min, jittered) before the next fetch.
     pub async fn refresh(&self, unknown_kid: bool) -> Arc<Keys> {
+        if self.backing_off() {
+            return self.current();
+        }
         let before = self.keys.load().fetched_at;
+        let failures_before = self.failure_slot().as_ref().map(|f| f.consecutive);
         let mut last = self.refresh.lock().await;
-        if self.keys.load().fetched_at != before {
-            return self.current(); // another caller refreshed while we waited
+        if self.keys.load().fetched_at != before
+            || self.failure_slot().as_ref().map(|f| f.consecutive) != failures_before
+        {
+            return self.current(); // another caller fetched while we waited
         }
         // Only refreshes caused by unknown kids are rate-limited (and recorded); the first load
         // and the periodic refresh are not.
@@ -141,16 +177,48 @@ impl KeyCache {
             }
             *last = Some(tokio::time::Instant::now());
         }
-        match self.fetch().await {
+        self.fetch_and_record().await;
+        self.current()
+    }
+
+    async fn fetch_and_record(&self) {
+        let fetched = if crate::http::outside_runtime().is_some() {
+            // No timer to bound it with; the fetch itself says why it cannot run.
+            self.fetch().await
+        } else {
+            tokio::time::timeout(FETCH_DEADLINE, self.fetch())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(FetchError(format!(
+                        "no answer within {} s",
+                        FETCH_DEADLINE.as_secs()
+                    )))
+                })
+        };
+        match fetched {
             Ok(keys) => {
                 self.keys.store(Arc::new(keys));
+                *self.failure_slot() = None;
                 tracing::info!("signing keys refreshed");
             }
             Err(e) => {
-                tracing::warn!(error = %e, "signing keys could not be refreshed; keeping the last good ones")
+                let mut slot = self.failure_slot();
+                let consecutive = slot.as_ref().map_or(1, |f| f.consecutive + 1);
+                let backoff = crate::retry::Backoff {
+                    initial: Duration::from_secs(1),
+                    max: Duration::from_secs(60),
+                    max_retries: u32::MAX,
+                    jitter: 0.5,
+                }
+                .delay(consecutive);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, have_keys = self.keys.load().fetched_at.is_some(), "signing keys could not be fetched; keeping the last good ones, if any");
+                *slot = Some(FetchFailure {
+                    error: e.to_string(),
+                    consecutive,
+                    retry_not_before: tokio::time::Instant::now() + backoff,
+                });
             }
         }
-        self.current()
     }
 
     /// Claims the periodic refresh: true for exactly one caller until it finishes.
@@ -164,13 +232,9 @@ impl KeyCache {
     pub async fn periodic_refresh(&self) {
         if let Ok(_gate) = self.refresh.try_lock()
             && self.stale()
+            && !self.backing_off()
         {
-            match self.fetch().await {
-                Ok(keys) => self.keys.store(Arc::new(keys)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "periodic signing-key refresh failed; keeping the last good keys")
-                }
-            }
+            self.fetch_and_record().await;
         }
         self.periodic
             .store(false, std::sync::atomic::Ordering::Release);
@@ -192,9 +256,9 @@ impl KeyCache {
                 if !r.status().is_success() {
                     return Err(FetchError(format!("{u}: HTTP {}", r.status())));
                 }
-                r.bytes()
+                crate::http::read_body(r, crate::http::MAX_RESPONSE_BODY)
                     .await
-                    .map_err(|e| FetchError(e.without_url().to_string()))
+                    .map_err(|e| FetchError(format!("{u}: {e}")))
             };
             let meta: Metadata = serde_json::from_slice(&get(url.clone()).await?)
                 .map_err(|e| FetchError(format!("metadata: {e}")))?;

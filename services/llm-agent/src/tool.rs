@@ -198,7 +198,26 @@ impl WeatherTool {
             }
         };
         let status = resp.status().as_u16();
-        let data: Value = resp.json().await.unwrap_or(Value::Null);
+        let data: Value = match entra_federation::http::read_body(
+            resp,
+            entra_federation::http::MAX_RESPONSE_BODY,
+        )
+        .await
+        {
+            Ok(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+            Err(e) => {
+                trace.step(
+                    "3. WEATHER ERROR",
+                    format!("The weather API's answer was not read: {e}"),
+                    Value::Null,
+                    Outcome::Error,
+                );
+                return Err(ToolError {
+                    status: 502,
+                    message: "the weather API's answer could not be read".into(),
+                });
+            }
+        };
         if status != 200 {
             let detail = data["message"].as_str().unwrap_or("no detail").to_string();
             trace.step(

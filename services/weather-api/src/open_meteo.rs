@@ -178,10 +178,20 @@ impl OpenMeteo {
                 "Open-Meteo answered HTTP {status}"
             )));
         }
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(e.without_url().to_string()))?;
+        let body = match entra_federation::http::read_body(
+            resp,
+            entra_federation::http::MAX_RESPONSE_BODY,
+        )
+        .await
+        {
+            Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+            Err(e @ entra_federation::http::BodyError::TooLarge { .. }) => {
+                return Err(UpstreamError::BadAnswer(format!("Open-Meteo: {e}")));
+            }
+            Err(entra_federation::http::BodyError::Transport(reason)) => {
+                return Err(UpstreamError::Unreachable(reason));
+            }
+        };
         if !status.is_success() {
             return Err(UpstreamError::BadAnswer(format!(
                 "Open-Meteo answered HTTP {status}: {}",
@@ -335,5 +345,32 @@ impl OpenMeteo {
             temperature_unit: units.labels().0,
             forecast,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12 point 8: a weather source that answers megabytes is refused after 1 MiB.
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_not_buffered() {
+        let app = axum::Router::new().fallback(|| async {
+            let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024]));
+            axum::body::Body::from_stream(futures::stream::iter(chunks))
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base: Url = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = OpenMeteo::new(base.join("geo").unwrap(), base.join("fc").unwrap()).unwrap();
+        match client.current("Dallas", Units::Metric).await {
+            Err(UpstreamError::BadAnswer(text)) => {
+                assert!(text.contains("larger than 1048576 bytes"), "{text}")
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("an answer of 4 MiB of spaces parsed"),
+        }
     }
 }
