@@ -457,11 +457,18 @@ impl Builder {
         let http = match self.http {
             Some(c) => c,
             None => HttpSettings {
-                extra_root_ca: self.root_ca,
+                extra_root_ca: self.root_ca.clone(),
                 ..Default::default()
             }
             .build()?,
         };
+        // The identity hops never go through a proxy, whatever client the caller supplied.
+        let identity_http = HttpSettings {
+            extra_root_ca: self.root_ca.clone(),
+            no_proxy: true,
+            ..Default::default()
+        }
+        .build()?;
         let resource = self
             .resource
             .unwrap_or_else(|| exchange_resource_for(&authority).to_string());
@@ -478,7 +485,7 @@ impl Builder {
                     header,
                     self.managed_identity.clone(),
                     resource.clone(),
-                    http.clone(),
+                    identity_http,
                     clock.clone(),
                 ))
             }
@@ -492,7 +499,7 @@ impl Builder {
                     url,
                     self.managed_identity.clone(),
                     resource.clone(),
-                    http.clone(),
+                    identity_http,
                     clock.clone(),
                 ))
             }

@@ -81,6 +81,10 @@ pub struct HttpSettings {
     pub connect_timeout: Option<Duration>,
     /// Whole-request timeout; default 20 s.
     pub request_timeout: Option<Duration>,
+    /// Ignore `HTTP(S)_PROXY`/`ALL_PROXY`: for the identity endpoint and IMDS, which must never
+    /// be reached through a proxy (the identity header and the managed-identity token would
+    /// travel to it, and IMDS refuses proxied calls).
+    pub no_proxy: bool,
 }
 
 /// Why the HTTP client could not be built. The CA file is the one `ENTRA_FEDERATION_CA_FILE` names
@@ -151,7 +155,12 @@ impl HttpSettings {
     }
 
     fn base_builder(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
+        let builder = if self.no_proxy {
+            reqwest::Client::builder().no_proxy()
+        } else {
+            reqwest::Client::builder()
+        };
+        builder
             .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(3)))
             .timeout(self.request_timeout.unwrap_or(Duration::from_secs(20)))
             .redirect(reqwest::redirect::Policy::none())

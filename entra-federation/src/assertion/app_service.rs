@@ -27,6 +27,8 @@ pub struct AppServiceSource {
 impl AppServiceSource {
     /// A source for `endpoint` (the `IDENTITY_ENDPOINT` value) whose header value is read from
     /// `header` on every request.
+    /// Give it a client built with [`crate::http::HttpSettings::no_proxy`]: this hop must never
+    /// go through a proxy (the builder does so).
     pub fn new(
         endpoint: Url,
         header: HeaderValueSource,

@@ -30,6 +30,8 @@ pub struct ImdsSource {
 
 impl ImdsSource {
     /// A source for `endpoint` (normally [`IMDS_TOKEN_URL`]).
+    /// Give it a client built with [`crate::http::HttpSettings::no_proxy`]: this hop must never
+    /// go through a proxy (the builder does so).
     pub fn new(
         endpoint: Url,
         identity: ManagedIdentity,
