@@ -241,7 +241,7 @@ pub fn check_v1_shape(
     Ok(())
 }
 
-fn looks_like_guid(s: &str) -> bool {
+pub(crate) fn looks_like_guid(s: &str) -> bool {
     s.len() == 36
         && s.char_indices().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == '-',

@@ -863,3 +863,88 @@ async fn a_failing_key_fetch_is_backed_off_and_answered_quickly() {
     refused(&v, &token).await;
     assert!(hits.load(Ordering::SeqCst) > after_first, "tried again");
 }
+
+/// Point 16: the v2 issuer is the one the authority's metadata names, so a sovereign cloud's
+/// tokens (`login.microsoftonline.us`) validate; the public cloud's issuer is then refused.
+#[tokio::test]
+async fn the_v2_issuer_comes_from_the_authoritys_metadata() {
+    let cloud = cloud().await;
+    let gov = format!("https://login.microsoftonline.us/{}/v2.0", ids::TENANT_ID);
+    // An authority whose v2 metadata names the US Government issuer, with the tenant's keys.
+    let real = cloud.https_url();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(cloud.ca_file()).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = {
+        let (base, gov) = (base.clone(), gov.clone());
+        axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let (real, http, base, gov) = (real.clone(), http.clone(), base.clone(), gov.clone());
+            async move {
+                let path = uri.path().to_string();
+                let mut doc: Value = http
+                    .get(format!("{real}{path}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if path.ends_with("openid-configuration") {
+                    let jwks = doc["jwks_uri"].as_str().unwrap().replace(&real, &base);
+                    doc["jwks_uri"] = json!(jwks);
+                    if path.contains("/v2.0/") {
+                        doc["issuer"] = json!(gov);
+                    }
+                }
+                axum::Json(doc)
+            }
+        })
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = app_only_config(ids::TENANT_ID);
+    config.authority = format!("{base}/").parse().unwrap();
+    let v = TokenValidator::new(config).unwrap();
+    let v2 = with(
+        without(app_claims(), "appid"),
+        "azp",
+        json!(ids::AGENT_CLIENT_ID),
+    );
+    v.validate(&sign(&cloud, &with(as_v2(v2.clone()), "iss", json!(gov))))
+        .await
+        .expect("the sovereign cloud's v2 issuer");
+    assert!(matches!(
+        refused(&v, &sign(&cloud, &as_v2(v2))).await,
+        ValidationError::Issuer { .. }
+    ));
+}
+
+/// Point 17: the API configured by its App ID URI (`api://<client id>`) accepts tokens for its
+/// client id (v2) too, and the other way round, as Microsoft.Identity.Web does.
+#[tokio::test]
+async fn both_forms_of_the_apis_audience_are_accepted() {
+    let cloud = cloud().await;
+    let (uri, client_id) = (ids::WEATHER_API_AUDIENCE, ids::WEATHER_API_APP_ID);
+    assert_eq!(uri, format!("api://{client_id}"));
+    for (configured, carried) in [(uri, client_id), (client_id, uri)] {
+        let mut config = app_only_config(ids::TENANT_ID);
+        config.audiences = vec![configured.to_string()];
+        config.authority = format!("{}/", cloud.https_url()).parse().unwrap();
+        config.root_ca = Some(cloud.ca_file().to_path_buf());
+        let v = TokenValidator::new(config).unwrap();
+        v.validate(&sign(&cloud, &with(app_claims(), "aud", json!(carried))))
+            .await
+            .unwrap_or_else(|e| panic!("configured {configured}, token for {carried}: {e}"));
+        assert!(matches!(
+            refused(
+                &v,
+                &sign(&cloud, &with(app_claims(), "aud", json!("api://other")))
+            )
+            .await,
+            ValidationError::Audience(_)
+        ));
+    }
+}

@@ -24,6 +24,8 @@ pub enum Version {
 #[derive(Default)]
 pub struct Keys {
     by_version: HashMap<Version, HashMap<String, Arc<DecodingKey>>>,
+    /// The issuer each version's metadata names (a sovereign cloud's differs from the public one).
+    issuers: HashMap<Version, String>,
     /// When they were fetched (`None`: never).
     pub fetched_at: Option<SystemTime>,
 }
@@ -33,11 +35,17 @@ impl Keys {
     pub fn get(&self, version: Version, kid: &str) -> Option<Arc<DecodingKey>> {
         self.by_version.get(&version)?.get(kid).cloned()
     }
+
+    /// The issuer `version`'s metadata names, if it names one.
+    pub fn issuer(&self, version: Version) -> Option<&str> {
+        self.issuers.get(&version).map(String::as_str)
+    }
 }
 
 #[derive(Deserialize)]
 struct Metadata {
     jwks_uri: String,
+    issuer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +71,7 @@ pub struct KeyCache {
     /// Single-flight gate; holds when the last unknown-kid refresh ran.
     refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     metadata: [(Version, Url); 2],
+    tenant: String,
     http: reqwest::Client,
     clock: Clock,
     /// Periodic refresh (12 h).
@@ -114,6 +123,7 @@ impl KeyCache {
                     base.join(&format!("{tenant}/v2.0/.well-known/openid-configuration"))?,
                 ),
             ],
+            tenant: tenant.to_ascii_lowercase(),
             http,
             clock,
             refresh_interval: Duration::from_secs(12 * 3600),
@@ -245,6 +255,7 @@ impl KeyCache {
             return Err(FetchError(reason.into()));
         }
         let mut by_version: HashMap<Version, HashMap<String, Arc<DecodingKey>>> = HashMap::new();
+        let mut issuers = HashMap::new();
         for (version, url) in &self.metadata {
             let get = |u: Url| async move {
                 let r = self
@@ -262,6 +273,10 @@ impl KeyCache {
             };
             let meta: Metadata = serde_json::from_slice(&get(url.clone()).await?)
                 .map_err(|e| FetchError(format!("metadata: {e}")))?;
+            if let Some(issuer) = meta.issuer.filter(|i| !i.is_empty()) {
+                // Multi-tenant metadata writes a `{tenantid}` template; ours is per tenant.
+                issuers.insert(*version, issuer.replace("{tenantid}", &self.tenant));
+            }
             let jwks_url =
                 Url::parse(&meta.jwks_uri).map_err(|e| FetchError(format!("jwks_uri: {e}")))?;
             // Keys only from the authority's own origin (scheme, host, port): metadata that
@@ -297,6 +312,7 @@ impl KeyCache {
         }
         Ok(Keys {
             by_version,
+            issuers,
             fetched_at: Some(self.clock.now()),
         })
     }

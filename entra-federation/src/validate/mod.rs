@@ -243,6 +243,8 @@ struct Inner {
     keys: KeyCache,
     v1_issuer: String,
     v2_issuer: String,
+    /// The configured audiences in both forms: `api://<client id>` and `<client id>`.
+    audiences: Vec<String>,
 }
 
 impl TokenValidator {
@@ -280,12 +282,14 @@ impl TokenValidator {
         let tenant = config.tenant_id.to_ascii_lowercase();
         let v1_issuer = format!("https://sts.windows.net/{tenant}/");
         let v2_issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+        let audiences = both_audience_forms(&config.audiences);
         Ok(Self {
             inner: std::sync::Arc::new(Inner {
                 config,
                 keys,
                 v1_issuer,
                 v2_issuer,
+                audiences,
             }),
         })
     }
@@ -342,22 +346,25 @@ impl TokenValidator {
             let me = self.clone();
             tokio::spawn(async move { me.inner.keys.periodic_refresh().await });
         }
-        let key = match keys.get(version, &kid) {
-            Some(k) => k,
+        let (key, keys) = match keys.get(version, &kid) {
+            Some(k) => (k, keys),
             None => {
                 let refreshed = inner.keys.refresh(true).await;
                 if refreshed.fetched_at.is_none() {
                     return Err(ValidationError::KeysUnavailable);
                 }
-                refreshed
+                let key = refreshed
                     .get(version, &kid)
-                    .ok_or(ValidationError::UnknownKey(kid))?
+                    .ok_or(ValidationError::UnknownKey(kid))?;
+                (key, refreshed)
             }
         };
-        let expected_iss = match version {
+        // The issuer the authority's metadata names (sovereign clouds differ), else the public
+        // cloud's.
+        let expected_iss = keys.issuer(version).unwrap_or(match version {
             Version::V1 => &inner.v1_issuer,
             Version::V2 => &inner.v2_issuer,
-        };
+        });
         let mut v = Validation::new(Algorithm::RS256);
         // Time (exp, nbf) is checked below against the library's clock, with the configured skew.
         v.validate_nbf = false;
@@ -397,20 +404,41 @@ impl TokenValidator {
         if claims.nbf.is_some_and(|nbf| nbf > now + skew) {
             return Err(ValidationError::NotYetValid);
         }
-        if claims.iss != *expected_iss {
+        if claims.iss != expected_iss {
             return Err(ValidationError::Issuer {
                 iss: claims.iss,
-                expected: expected_iss.clone(),
+                expected: expected_iss.to_string(),
             });
         }
         if !claims.tid.eq_ignore_ascii_case(&inner.config.tenant_id) {
             return Err(ValidationError::Tenant(claims.tid));
         }
-        if !inner.config.audiences.contains(&claims.aud) {
+        if !inner.audiences.contains(&claims.aud) {
             return Err(ValidationError::Audience(claims.aud));
         }
         authorize(&inner.config.policy, claims)
     }
+}
+
+/// Each configured audience, plus its other form: a v2 token carries the API's client id, a v1
+/// token its App ID URI, and `api://<client id>` is the default App ID URI (as
+/// Microsoft.Identity.Web accepts both). A custom App ID URI has no derivable client id: configure
+/// both.
+fn both_audience_forms(configured: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for a in configured {
+        let other = match a.strip_prefix("api://") {
+            Some(id) if crate::entra::looks_like_guid(id) => Some(id.to_string()),
+            _ if crate::entra::looks_like_guid(a) => Some(format!("api://{a}")),
+            _ => None,
+        };
+        for form in std::iter::once(a.clone()).chain(other) {
+            if !all.contains(&form) {
+                all.push(form);
+            }
+        }
+    }
+    all
 }
 
 fn authorize(policy: &Policy, claims: AgentClaims) -> Result<ValidatedToken, ValidationError> {

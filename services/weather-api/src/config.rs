@@ -81,7 +81,12 @@ impl WeatherConfig {
             app_only: role.map_or(KindPolicy::Deny, KindPolicy::Require),
             delegated: scope.map_or(KindPolicy::Deny, KindPolicy::Require),
         };
-        let mut validator = ValidatorConfig::new(&tenant, vec![audience], policy);
+        // A v2 token carries the API's client id; `api://<client id>` implies it, a custom App ID
+        // URI does not: then WEATHER_API_APP_ID names it.
+        let audiences = std::iter::once(audience)
+            .chain(get("WEATHER_API_APP_ID"))
+            .collect();
+        let mut validator = ValidatorConfig::new(&tenant, audiences, policy);
         if let Some(a) = get("AZURE_AUTHORITY_HOST") {
             validator.authority = Url::parse(&a).map_err(|e| ConfigError::Invalid {
                 name: "AZURE_AUTHORITY_HOST",
