@@ -437,3 +437,71 @@ pub async fn rotate_identity_header(cloud: &LocalCloud) -> String {
         .expect("the new header")
         .to_string()
 }
+
+/// What a process printed, and how it ended, after [`sigterm_once_ready`].
+#[derive(Debug)]
+pub struct Stopped {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// From SIGTERM to exit.
+    pub took: std::time::Duration,
+    /// Its stdout and stderr, line by line, in arrival order.
+    pub output: String,
+}
+
+/// Starts `cmd`, waits (at most two minutes) until a line of its stdout or stderr contains
+/// `ready`, sends it SIGTERM (what a container stop sends PID 1) and waits (at most 30 s) for it
+/// to exit.
+pub async fn sigterm_once_ready(mut cmd: tokio::process::Command, ready: &str) -> Stopped {
+    use tokio::io::AsyncBufReadExt;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("the binary starts");
+    let (lines, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let out = child.stdout.take().expect("piped stdout");
+    let err = child.stderr.take().expect("piped stderr");
+    for reader in [
+        Box::new(out) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        Box::new(err),
+    ] {
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(reader).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = lines.send(line);
+            }
+        });
+    }
+    drop(lines);
+    let mut output = String::new();
+    within(&format!("a line containing {ready:?}"), async {
+        while let Some(line) = rx.recv().await {
+            output.push_str(&line);
+            output.push('\n');
+            if line.contains(ready) {
+                return;
+            }
+        }
+        panic!("the process ended before saying {ready:?}:\n{output}");
+    })
+    .await;
+    let pid = child.id().expect("still running") as libc::pid_t;
+    let sent = tokio::time::Instant::now();
+    // SAFETY: signalling our own child, which has not been reaped (we hold it).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("still running 30 s after SIGTERM:\n{output}"))
+        .expect("exit status");
+    let took = sent.elapsed();
+    while let Some(line) = rx.recv().await {
+        output.push_str(&line);
+        output.push('\n');
+    }
+    Stopped {
+        status,
+        took,
+        output,
+    }
+}

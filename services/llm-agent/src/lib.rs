@@ -102,7 +102,7 @@ pub fn router(
         users,
         status: tokio::sync::Mutex::new(None),
     });
-    Ok(with_panic_guard(
+    Ok(harden(
         Router::new()
             .route("/", get(page))
             .route(
@@ -134,21 +134,24 @@ pub fn router(
     ))
 }
 
-/// Any panic in a handler becomes a logged 500 with the JSON failure body, not a dropped
-/// connection.
-pub fn with_panic_guard(router: Router) -> Router {
-    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
-        |_panic: Box<dyn std::any::Any + Send + 'static>| {
-            tracing::error!("a request handler panicked; answered 500");
-            failure(
-                500,
-                "internal error: the request could not be completed",
-                None,
-                None,
-                vec![],
-            )
-        },
-    ))
+/// The agent's limits: a chat with tool use waits for Bedrock and the weather API, so a request
+/// may take up to two minutes; a request body is a message and perhaps a user token.
+pub fn limits() -> server_kit::Limits {
+    server_kit::Limits {
+        request_timeout: Duration::from_secs(120),
+        ..server_kit::Limits::default()
+    }
+}
+
+/// `router` with the agent's [`limits`], and limit errors and panics answered in the chat API's
+/// JSON shape (a panic is a logged 500, not a dropped connection).
+pub fn harden(router: Router) -> Router {
+    server_kit::harden(router, &limits(), limit_error)
+}
+
+/// Errors from the server's limits (413, 408, a panic's 500) in the chat API's JSON shape.
+fn limit_error(status: StatusCode, message: &str) -> Response {
+    failure(status.as_u16(), message, None, None, vec![])
 }
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";

@@ -22,6 +22,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything is announced: a stop right after start is a clean stop.
+    let stop = server_kit::shutdown_signal();
     let config = AgentConfig::from_env_fn(|k| std::env::var(k).ok())?;
     let provider = EntraCredentialsProvider::from_env()?;
     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
@@ -30,6 +32,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "llm-agent listening");
-    axum::serve(listener, app).await?;
+    server_kit::serve(listener, app, &llm_agent::limits(), stop).await?;
+    tracing::info!("llm-agent stopped");
     Ok(())
 }

@@ -577,7 +577,7 @@ async fn a_model_that_keeps_asking_for_tools_is_stopped_after_three_rounds() {
 /// A handler that panics answers 500 with the JSON failure body; the connection is not dropped.
 #[tokio::test]
 async fn a_panicking_handler_answers_500_json() {
-    let app = llm_agent::with_panic_guard(panicking_router());
+    let app = llm_agent::harden(panicking_router());
     let (status, body) = get_json_in_process(app, "/boom").await;
     assert_eq!(status, 500);
     assert_eq!(body["success"], json!(false));

@@ -197,7 +197,9 @@ impl LocalCloudBuilder {
         let https_app = router(state.clone(), true);
         let tasks = vec![
             tokio::spawn(async move {
-                let _ = axum::serve(http_listener, http_app).await;
+                let _ =
+                    server_kit::serve(http_listener, http_app, &limits(), std::future::pending())
+                        .await;
             }),
             tokio::spawn(tls.serve(https_listener, https_app)),
         ];
@@ -215,7 +217,7 @@ impl LocalCloudBuilder {
 
 /// The router of every emulated service (`tls` tells links which listener to point back to).
 pub fn router(state: Arc<CloudState>, tls: bool) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/msi/token", get(identity::app_service))
         .route("/metadata/identity/oauth2/token", get(identity::imds))
         .route("/common/discovery/instance", get(entra::instance_discovery))
@@ -238,7 +240,18 @@ pub fn router(state: Arc<CloudState>, tls: bool) -> Router {
         .nest("/_local", control::routes())
         .layer(axum::Extension(entra::Tls(tls)))
         .layer(middleware::from_fn(log_request))
-        .with_state(state)
+        .with_state(state);
+    server_kit::harden(app, &limits(), server_kit::json_error)
+}
+
+/// The local cloud's server limits. A request may wait up to three hours: the test hook `hold`
+/// keeps a call waiting for as long as a test's simulated clock needs.
+pub fn limits() -> server_kit::Limits {
+    server_kit::Limits {
+        body_bytes: 1 << 20,
+        request_timeout: std::time::Duration::from_secs(3 * 3600),
+        ..server_kit::Limits::default()
+    }
 }
 
 /// One line per request: method, path (never the query, which can carry identity selectors) and status.

@@ -56,6 +56,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything is announced: a stop right after start is a clean stop.
+    let stop = server_kit::shutdown_signal();
     let mut builder = LocalCloud::builder()
         .http_listen(args.listen)
         .https_listen(args.https_listen);
@@ -83,7 +85,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             path.display()
         );
     }
-    tokio::signal::ctrl_c().await?;
+    stop.await;
     println!("stopping");
     Ok(())
 }

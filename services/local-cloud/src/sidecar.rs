@@ -116,7 +116,7 @@ pub fn router(
         assertion,
         inbound,
     });
-    Ok(axum::Router::new()
+    let app = axum::Router::new()
         .route("/healthz", get(|| async { "Healthy" }))
         .route(
             "/AuthorizationHeaderUnauthenticated/{api}",
@@ -124,7 +124,12 @@ pub fn router(
         )
         .route("/AuthorizationHeader/{api}", get(authenticated))
         .route("/DownstreamApi/{api}", post(downstream))
-        .with_state(app))
+        .with_state(app);
+    Ok(server_kit::harden(
+        app,
+        &server_kit::Limits::default(),
+        server_kit::json_error,
+    ))
 }
 
 /// RFC 7807 problem, as `TypedResults.Problem` writes it.

@@ -3,7 +3,7 @@
 //! authorities, so the local Entra must also be reachable over TLS.
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
 use rcgen::{
@@ -85,14 +85,21 @@ impl Tls {
             };
             let acceptor = self.acceptor.clone();
             let app = app.clone();
+            let header_read_timeout = crate::limits().header_read_timeout;
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
+                // A client that stalls in the handshake or in its headers is let go.
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(header_read_timeout, acceptor.accept(tcp)).await
+                else {
                     return;
                 };
                 let service = TowerToHyperService::new(app);
-                let _ = ConnBuilder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let mut builder = ConnBuilder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_read_timeout);
+                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
             });
         }
     }

@@ -138,3 +138,46 @@ fn prints_the_default_registry_and_refuses_a_bad_one() {
     );
     let _ = std::fs::remove_file(&bad);
 }
+
+/// Issue 12 point 22: SIGTERM (a container stop) stops the local cloud at once, exit status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("local-cloud-sigterm-{}", std::process::id()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_local-cloud"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--https-listen",
+            "127.0.0.1:0",
+            "--env-file",
+        ])
+        .arg(dir.join("cloud.env"))
+        .arg("--state-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("local-cloud starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("environment written") {
+                return;
+            }
+        }
+        panic!("ended before writing its env file");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), ready)
+        .await
+        .expect("ready within two minutes");
+    let pid = child.id().unwrap() as libc::pid_t;
+    // SAFETY: signalling our own child, which we have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+        .await
+        .expect("stopped within 5 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}

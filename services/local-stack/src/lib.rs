@@ -94,6 +94,7 @@ pub struct Stack {
     /// `http://127.0.0.1:PORT` of the agent.
     pub agent_url: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Stack {
@@ -105,6 +106,15 @@ impl Drop for Stack {
 }
 
 impl Stack {
+    /// Stops gracefully: the servers stop accepting and finish the requests in flight (at most
+    /// their drain time), the refresher stops between two writes.
+    pub async fn stop(mut self) {
+        self.stop.send_replace(true);
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+    }
+
     /// The local cloud's variables.
     pub fn env(&self) -> HashMap<String, String> {
         self.cloud.env().into_iter().collect()
@@ -143,7 +153,8 @@ impl Stack {
 async fn serve(
     addr: SocketAddr,
     app: axum::Router,
-    with_peer: bool,
+    limits: server_kit::Limits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(String, tokio::task::JoinHandle<()>), StackError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -154,19 +165,12 @@ async fn serve(
             .local_addr()
             .map_err(|source| StackError::Bind { addr, source })?
     );
-    let task = if with_peer {
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        })
-    } else {
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        })
-    };
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let _ = server_kit::serve(listener, app, &limits, stopped).await;
+    });
     Ok((url, task))
 }
 
@@ -182,6 +186,7 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
     cloud.write_env_file(&env_file)?;
     let mut env: HashMap<String, String> = cloud.env().into_iter().collect();
     let mut tasks = Vec::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
 
     // Weather API first: the sidecar's downstream entry and the agent point at it.
     let (weather_url, t) = {
@@ -192,7 +197,8 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
             opts.weather_api,
             weather_api::router(config)
                 .map_err(|e| StackError::Service(format!("weather-api: {e}")))?,
-            false,
+            server_kit::Limits::default(),
+            stopping.clone(),
         )
         .await?
     };
@@ -221,7 +227,8 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
         opts.sidecar,
         local_cloud::sidecar::router(sidecar_config, cloud.state().clone())
             .map_err(StackError::Service)?,
-        true,
+        server_kit::Limits::default(),
+        stopping.clone(),
     )
     .await?;
     tasks.push(t);
@@ -238,7 +245,8 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
         opts.agent,
         llm_agent::router(agent_config, provider)
             .map_err(|e| StackError::Service(format!("llm-agent: {e}")))?,
-        false,
+        llm_agent::limits(),
+        stopping.clone(),
     )
     .await?;
     tasks.push(t);
@@ -260,10 +268,17 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
         ready_file: None,
     };
     let status = refresher.clone();
+    let mut refresher_stop = stopping.clone();
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = file_mode::run(&refresher_provider, &file, &Clock::system(), &status).await
-        {
-            tracing::error!(error = %e, "token-refresher stopped");
+        let clock = Clock::system();
+        // Stops between two writes, never halfway through one (a write does not await).
+        tokio::select! {
+            r = file_mode::run(&refresher_provider, &file, &clock, &status) => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "token-refresher stopped");
+                }
+            }
+            _ = refresher_stop.wait_for(|s| *s) => {}
         }
     }));
     // The chain works end to end once the first token file is written; say why if it does not.
@@ -287,6 +302,7 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
         weather_url,
         agent_url,
         tasks,
+        stop,
     })
 }
 

@@ -47,6 +47,9 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    // Before anything is announced: a stop right after start is a clean stop. (`--once` keeps
+    // the default action: it has nothing to finish.)
+    let stop = (!args.once).then(server_kit::shutdown_signal);
     let state_dir = args.state_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("local-stack-{}", std::process::id()))
     });
@@ -125,6 +128,10 @@ async fn main() -> ExitCode {
         stack.agent_url
     );
     println!("  {}", stack.dev_sign_in_command());
-    let _ = tokio::signal::ctrl_c().await;
+    if let Some(stop) = stop {
+        stop.await;
+    }
+    println!("stopping: finishing the requests in flight");
+    stack.stop().await;
     ExitCode::SUCCESS
 }

@@ -212,8 +212,9 @@ pub fn health_router(status: Arc<Status>, clock: Clock) -> axum::Router {
             (code, Json(body)).into_response() as Response
         }
     };
-    axum::Router::new()
+    let app = axum::Router::new()
         .route("/healthz", get(handler.clone()))
         .route("/readyz", get(handler))
-        .with_state(status)
+        .with_state(status);
+    server_kit::harden(app, &server_kit::Limits::default(), server_kit::json_error)
 }

@@ -107,6 +107,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let clock = Clock::system();
     match cli.command {
         None => {
+            // Before anything is announced: a stop right after start is a clean stop.
+            let stop = server_kit::shutdown_signal();
             let path = cli.file.path.ok_or("AWS_WEB_IDENTITY_TOKEN_FILE (or --file) is not set: the path of the token file to write")?;
             let opts = file_mode::FileMode {
                 path,
@@ -121,11 +123,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
                 eprintln!("health: http://{}/healthz", listener.local_addr()?);
                 let app = file_mode::health_router(status.clone(), clock.clone());
-                tokio::spawn(async move { axum::serve(listener, app).await });
+                tokio::spawn(async move {
+                    let limits = server_kit::Limits::default();
+                    server_kit::serve(listener, app, &limits, std::future::pending()).await
+                });
             }
+            // A write does not await, so a stop never leaves half a write (or its temp file).
             tokio::select! {
                 r = file_mode::run(&provider, &opts, &clock, &status) => Ok(r?),
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = stop => Ok(()),
             }
         }
         Some(Command::CredentialProcess { cache_dir }) => {
@@ -138,6 +144,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             listen,
             auth_token_file,
         }) => {
+            let stop = server_kit::shutdown_signal();
             if !listen.ip().is_loopback() {
                 return Err(format!("--listen {listen}: the credentials endpoint must listen on loopback (SDKs refuse plain http elsewhere)").into());
             }
@@ -153,10 +160,30 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if let Err(e) = provider.credentials().await {
                 tracing::error!(error = %e, "no credentials yet; serving errors until the chain works");
             }
-            axum::serve(listener, serve::router(provider, auth)).await?;
-            Ok(())
+            let generated = match &auth {
+                serve::AuthToken::File(path) if generated_auth_file(path) => Some(path.clone()),
+                _ => None,
+            };
+            let limits = server_kit::Limits::default();
+            let served =
+                server_kit::serve(listener, serve::router(provider, auth), &limits, stop).await;
+            // The token file this process generated is of no use to anyone once it stops.
+            if let Some(path) = generated
+                && let Err(e) = std::fs::remove_file(&path)
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove the generated authorization token file");
+            }
+            Ok(served?)
         }
     }
+}
+
+/// Whether `path` is the authorization token file this process generated (not one the
+/// environment named).
+fn generated_auth_file(path: &std::path::Path) -> bool {
+    std::env::var_os("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+        .filter(|p| !p.is_empty())
+        .is_none_or(|named| std::path::Path::new(&named) != path)
 }
 
 /// The token SDKs will present: from the same variables they read, else generated into a file.

@@ -50,9 +50,8 @@ struct App {
 /// The endpoint's router: any `GET` path answers with the credentials.
 pub fn router(provider: EntraCredentialsProvider, auth: AuthToken) -> axum::Router {
     let app = Arc::new(App { provider, auth });
-    axum::Router::new()
-        .fallback(credentials)
-        .with_state(app)
+    let app = axum::Router::new().fallback(credentials).with_state(app);
+    server_kit::harden(app, &server_kit::Limits::default(), limit_error)
         // Credentials (and refusals) must never be kept by anything in between.
         .layer(axum::middleware::map_response(|mut r: Response| async {
             r.headers_mut().insert(
@@ -61,6 +60,15 @@ pub fn router(provider: EntraCredentialsProvider, auth: AuthToken) -> axum::Rout
             );
             r
         }))
+}
+
+/// Errors from the server's limits (413, 408, a panic's 500) in the endpoint's error shape.
+fn limit_error(status: StatusCode, message: &str) -> Response {
+    error(
+        status,
+        status.canonical_reason().unwrap_or("Error"),
+        message,
+    )
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -51,7 +51,7 @@ pub fn router(config: WeatherConfig) -> Result<Router, ConfigError> {
         }
     })?;
     let app = Arc::new(App { validator, weather });
-    Ok(with_panic_guard(
+    Ok(harden(
         Router::new()
             .route(
                 "/health",
@@ -63,19 +63,19 @@ pub fn router(config: WeatherConfig) -> Result<Router, ConfigError> {
     ))
 }
 
-/// Any panic in a handler becomes a logged 500 with the `{error, message}` body, not a dropped
-/// connection.
-pub fn with_panic_guard(router: Router) -> Router {
-    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
-        |_panic: Box<dyn std::any::Any + Send + 'static>| {
-            tracing::error!("a request handler panicked; answered 500");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal Server Error",
-                "the request could not be completed",
-            )
-        },
-    ))
+/// `router` with the default limits, and limit errors and panics answered as `{error, message}`
+/// (a panic is a logged 500, not a dropped connection).
+pub fn harden(router: Router) -> Router {
+    server_kit::harden(router, &server_kit::Limits::default(), limit_error)
+}
+
+/// Errors from the server's limits (413, 408, a panic's 500) as `{error, message}`.
+fn limit_error(status: StatusCode, message: &str) -> Response {
+    error(
+        status,
+        status.canonical_reason().unwrap_or("Error"),
+        message,
+    )
 }
 
 fn error(status: StatusCode, error: &str, message: &str) -> Response {

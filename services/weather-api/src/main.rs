@@ -11,6 +11,8 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    // Before anything is announced: a stop right after start is a clean stop.
+    let stop = server_kit::shutdown_signal();
     let config = match WeatherConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -34,9 +36,11 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(%addr, "weather-api listening");
-    if let Err(e) = axum::serve(listener, app).await {
+    let limits = server_kit::Limits::default();
+    if let Err(e) = server_kit::serve(listener, app, &limits, stop).await {
         eprintln!("weather-api: {e}");
         return ExitCode::FAILURE;
     }
+    tracing::info!("weather-api stopped");
     ExitCode::SUCCESS
 }

@@ -388,13 +388,35 @@ fn refuses_to_start_without_what_validation_needs() {
 /// A handler that panics answers 500 with `{error, message}`; the connection is not dropped.
 #[tokio::test]
 async fn a_panicking_handler_answers_500_json() {
-    let app = weather_api::with_panic_guard(panicking_router());
+    let app = weather_api::harden(panicking_router());
     let (status, body) = get_json_in_process(app, "/boom").await;
     assert_eq!(
         (status, body),
         (
             500,
-            serde_json::json!({"error": "Internal Server Error", "message": "the request could not be completed"})
+            serde_json::json!({"error": "Internal Server Error", "message": "internal error: the request could not be completed"})
         )
+    );
+}
+
+/// Issue 12 point 22: SIGTERM (a container stop, the binary as PID 1) stops the API at once,
+/// exit status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_stops_on_sigterm() {
+    let cloud = cloud().await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_weather-api"));
+    for var in AMBIENT_VARIABLES {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env_of(&cloud)).env("PORT", "0");
+    let stopped = sigterm_once_ready(cmd, "weather-api listening").await;
+    assert!(stopped.status.success(), "exit 0: {stopped:?}");
+    assert!(
+        stopped.took < std::time::Duration::from_secs(5),
+        "{stopped:?}"
+    );
+    assert!(
+        stopped.output.contains("weather-api stopped"),
+        "{stopped:?}"
     );
 }
