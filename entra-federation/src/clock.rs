@@ -75,12 +75,18 @@ impl Clock {
         unix_seconds(self.now())
     }
 
-    /// Sleeps until `deadline` on this clock (tokio timers, so pausable).
+    /// Sleeps until `deadline` on this clock (tokio timers, so pausable). It sleeps at most 30 s
+    /// at a time and reads the clock again: tokio's timers run on the monotonic clock, which
+    /// stands still while a VM is paused and ignores clock steps, so one long sleep computed
+    /// from the wall clock would wake late.
     pub async fn sleep_until(&self, deadline: SystemTime) {
-        let wait = deadline
-            .duration_since(self.now())
-            .unwrap_or(Duration::ZERO);
-        tokio::time::sleep(wait).await;
+        const STEP: Duration = Duration::from_secs(30);
+        while let Ok(wait) = deadline.duration_since(self.now()) {
+            if wait.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait.min(STEP)).await;
+        }
     }
 
     /// The same clock as an AWS SDK time source, for clients that must agree with it.

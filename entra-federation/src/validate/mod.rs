@@ -179,7 +179,8 @@ pub enum ValidationError {
     #[error("unsupported token version {0}")]
     Version(String),
     /// The issuer is not the tenant's issuer for the token's version.
-    #[error("issuer {iss} is not {expected}")]
+    /// (The expected issuer is for the logs, not the message: it names the tenant's authority.)
+    #[error("issuer {iss} is not accepted")]
     Issuer {
         /// Found.
         iss: String,

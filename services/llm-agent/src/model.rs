@@ -82,14 +82,26 @@ pub async fn converse(
             .send()
             .await
             .map_err(|e| {
+                // AWS's message (an AccessDenied names the account and the role) goes to the log;
+                // the caller and the trace get the service's error code.
                 let detail = aws_sdk_bedrockruntime::error::DisplayErrorContext(&e).to_string();
+                tracing::error!(error = %detail, "Bedrock Converse failed");
+                let code = aws_sdk_bedrockruntime::error::ProvideErrorMetadata::code(&e)
+                    .unwrap_or(match &e {
+                        aws_sdk_bedrockruntime::error::SdkError::TimeoutError(_) => "timed out",
+                        aws_sdk_bedrockruntime::error::SdkError::DispatchFailure(_) => {
+                            "unreachable"
+                        }
+                        _ => "no usable answer",
+                    })
+                    .to_string();
                 trace.step(
                     "ERROR",
-                    format!("AWS Bedrock agent failed: {detail}"),
+                    format!("AWS Bedrock agent failed: {code} (details in the agent's log)"),
                     Value::Null,
                     Outcome::Error,
                 );
-                (502, format!("Bedrock: {detail}"))
+                (502, format!("Bedrock: {code} (details in the agent's log)"))
             })?;
         let usage = resp
             .usage()

@@ -42,6 +42,8 @@ struct StatusInner {
     writes: u64,
     token_expires_at: Option<SystemTime>,
     last_error: Option<String>,
+    /// What the health endpoint shows of it: the hop and the cloud's code, no paths or endpoints.
+    last_error_summary: Option<String>,
 }
 
 impl Status {
@@ -123,6 +125,7 @@ pub async fn run(
                         s.writes += 1;
                         s.token_expires_at = Some(token.expires_at());
                         s.last_error = None;
+                        s.last_error_summary = None;
                     }
                     status.written.notify_waiters();
                     if let Some(ready) = &opts.ready_file
@@ -154,6 +157,7 @@ pub async fn run(
                         status,
                         &mut failures,
                         format!("cannot write {}: {source}", opts.path.display()),
+                        "cannot write the token file".into(),
                         clock,
                     )
                 }
@@ -162,7 +166,7 @@ pub async fn run(
                 if opts.once {
                     return Err(e.into());
                 }
-                failed(status, &mut failures, e.to_string(), clock)
+                failed(status, &mut failures, e.to_string(), e.summary(), clock)
             }
         };
         clock.sleep_until(next).await;
@@ -171,7 +175,13 @@ pub async fn run(
 
 /// Records a failure and returns when to try again: jittered backoff from 1 s, at most 60 s, and
 /// at most a quarter of what is left of the token in the file.
-fn failed(status: &Status, failures: &mut u32, error: String, clock: &Clock) -> SystemTime {
+fn failed(
+    status: &Status,
+    failures: &mut u32,
+    error: String,
+    summary: String,
+    clock: &Clock,
+) -> SystemTime {
     *failures += 1;
     let now = clock.now();
     let mut wait = Backoff {
@@ -187,6 +197,7 @@ fn failed(status: &Status, failures: &mut u32, error: String, clock: &Clock) -> 
     }
     tracing::error!(error = %error, retry_in_ms = wait.as_millis() as u64, "[refresher] refresh failed; the last good file stays in place");
     s.last_error = Some(error);
+    s.last_error_summary = Some(summary);
     now + wait
 }
 
@@ -202,7 +213,7 @@ pub fn health_router(status: Arc<Status>, clock: Clock) -> axum::Router {
                 "ready": valid,
                 "writes": s.writes,
                 "token_expires_at": s.token_expires_at.map(crate::iso8601),
-                "last_error": s.last_error,
+                "last_error": s.last_error_summary,
             });
             let code = if valid {
                 StatusCode::OK

@@ -37,8 +37,9 @@ struct FileArgs {
     /// Create this file after the first successful write (for orchestrators that wait on a file).
     #[arg(long, env = "TOKEN_REFRESHER_READY_FILE")]
     ready_file: Option<PathBuf>,
-    /// Serve GET /healthz and /readyz here (200 once a valid token is written, else 503).
-    #[arg(long, env = "TOKEN_REFRESHER_HEALTH_LISTEN")]
+    /// Serve GET /healthz and /readyz here (200 once a valid token is written, else 503): a
+    /// port (bound on 127.0.0.1) or ADDRESS:PORT (e.g. 0.0.0.0:8081 for a platform probe).
+    #[arg(long, env = "TOKEN_REFRESHER_HEALTH_LISTEN", value_parser = listen_address)]
     health_listen: Option<SocketAddr>,
 }
 
@@ -176,6 +177,16 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(served?)
         }
     }
+}
+
+/// A listen address: a bare port means loopback; anything else must be ADDRESS:PORT.
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    value
+        .parse()
+        .map_err(|_| format!("'{value}' is neither a port nor ADDRESS:PORT"))
 }
 
 /// Whether `path` is the authorization token file this process generated (not one the

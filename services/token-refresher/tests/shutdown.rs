@@ -48,3 +48,22 @@ async fn file_mode_stops_on_sigterm_without_leaving_temp_files() {
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
+
+/// Issue 12 point 23: `--health-listen PORT` binds loopback; another interface only when named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_health_port_binds_loopback() {
+    let cloud = cloud().await;
+    let dir = cloud.state_dir().join("refresher-health-port");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = refresher();
+    cmd.envs(env_of(&cloud))
+        .arg("--file")
+        .arg(dir.join("token"))
+        .args(["--health-listen", "0"]);
+    let stopped = sigterm_once_ready(cmd, "health: http://").await;
+    assert!(
+        stopped.output.contains("health: http://127.0.0.1:"),
+        "{stopped:?}"
+    );
+    assert!(stopped.status.success(), "{stopped:?}");
+}

@@ -84,6 +84,7 @@ fn error(status: StatusCode, error: &str, message: &str) -> Response {
 
 fn token_error(e: &ValidationError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+
     let label = match e.status() {
         403 => "Forbidden",
         503 => "Token validation unavailable",
@@ -123,7 +124,13 @@ fn upstream_error(e: UpstreamError, city: &str) -> Response {
 async fn authorize(app: &App, headers: &HeaderMap) -> Result<ValidatedToken, Response> {
     let header = headers.get("authorization").and_then(|v| v.to_str().ok());
     app.validator.validate_header(header).await.map_err(|e| {
-        tracing::warn!(reason = %e, "token refused");
+        match &e {
+            // The expected issuer is not in the answer: it is logged.
+            ValidationError::Issuer { iss, expected } => {
+                tracing::warn!(%iss, %expected, "token refused: issuer not accepted")
+            }
+            other => tracing::warn!(reason = %other, "token refused"),
+        }
         token_error(&e)
     })
 }

@@ -193,15 +193,15 @@ impl OpenMeteo {
             }
         };
         if !status.is_success() {
+            // The body is for the log; the caller learns the status.
+            tracing::warn!(%status, body = %body.chars().take(200).collect::<String>(), "Open-Meteo refused the request");
             return Err(UpstreamError::BadAnswer(format!(
-                "Open-Meteo answered HTTP {status}: {}",
-                body.chars().take(200).collect::<String>()
+                "Open-Meteo answered HTTP {status}"
             )));
         }
         serde_json::from_str(&body).map_err(|e| {
-            UpstreamError::BadAnswer(format!(
-                "Open-Meteo's answer is not the expected JSON ({e})"
-            ))
+            tracing::warn!(error = %e, "Open-Meteo's answer is not the expected JSON");
+            UpstreamError::BadAnswer("Open-Meteo's answer is not the expected JSON".into())
         })
     }
 

@@ -174,6 +174,23 @@ async fn bad_input_unknown_cities_and_upstream_failures_have_honest_statuses() {
             json!({"error": "Bad answer from the weather service", "message": "Open-Meteo answered HTTP 500 Internal Server Error"})
         )
     );
+    // A 4xx from Open-Meteo: its status, not its body (a public answer says what the caller can
+    // act on; the body goes to the log).
+    cloud.inject(Fault {
+        target: "open_meteo:forecast".into(),
+        status: 400,
+        code: Some("internal-detail".into()),
+        count: Some(1),
+        retry_after: None,
+    });
+    let (s, body, _) = get(&format!("{api}/weather?city=Paris"), Some(&bearer)).await;
+    assert_eq!(
+        (s, body),
+        (
+            502,
+            json!({"error": "Bad answer from the weather service", "message": "Open-Meteo answered HTTP 400 Bad Request"})
+        )
+    );
     let (_dead, dead_url) = dead_endpoint();
     let mut env = env_of(&cloud);
     env.insert(
@@ -418,5 +435,38 @@ async fn the_binary_stops_on_sigterm() {
     assert!(
         stopped.output.contains("weather-api stopped"),
         "{stopped:?}"
+    );
+}
+
+/// Issue 12 point 23: a refusal tells the caller what was wrong with its token, not what the API
+/// expects (the expected issuer names the tenant's authority): that goes to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_issuer_is_not_told_the_expected_one() {
+    use base64::Engine;
+    let cloud = cloud().await;
+    let api = weather_api(&env_of(&cloud)).await;
+    let bearer = agent_bearer(&cloud).await;
+    let token = bearer.strip_prefix("Bearer ").unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&engine.decode(payload).unwrap()).unwrap();
+    let expected = claims["iss"].as_str().unwrap().to_string();
+    claims["iss"] = json!("https://sts.windows.net/00000000-0000-0000-0000-000000000000/");
+    let v1 = claims["ver"] == "1.0";
+    let forged = cloud.state().tenant_keys.read().unwrap().sign(&claims, v1);
+    let (s, body, challenge) = get(
+        &format!("{api}/weather?city=Dallas"),
+        Some(&format!("Bearer {forged}")),
+    )
+    .await;
+    assert_eq!(s, 401, "{body}");
+    let shown = format!("{body} {}", challenge.unwrap_or_default());
+    assert!(
+        shown.contains("issuer"),
+        "says the issuer is refused: {shown}"
+    );
+    assert!(
+        !shown.contains(&expected),
+        "names no expected issuer: {shown}"
     );
 }
