@@ -59,6 +59,10 @@ pub struct AgentConfig {
     pub public_url: String,
     /// `PORT` (default 3000).
     pub port: u16,
+    /// `CHAT_RATE_PER_MINUTE`: chats each client may start per minute (default 20).
+    pub chat_rate_per_minute: u32,
+    /// `CHAT_MAX_CONCURRENT`: chats in flight at once, all clients together (default 8).
+    pub chat_max_concurrent: usize,
 }
 
 impl AgentConfig {
@@ -88,6 +92,19 @@ impl AgentConfig {
                 reason: "not a port number".into(),
             })?,
         };
+        let positive = |name: &'static str, default: u32| match get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    reason: "a whole number of at least 1".into(),
+                }),
+            },
+        };
+        let chat_rate_per_minute = positive("CHAT_RATE_PER_MINUTE", 20)?;
+        let chat_max_concurrent = positive("CHAT_MAX_CONCURRENT", 8)? as usize;
         Ok(Self {
             sidecar_url: url("SIDECAR_URL", "http://localhost:5000")?,
             weather_api_url: url("WEATHER_API_URL", "http://localhost:8080")?,
@@ -121,6 +138,8 @@ impl AgentConfig {
                 .or_else(|| get("AWS_ENDPOINT_URL")),
             public_url: get("PUBLIC_URL").unwrap_or_else(|| "http://localhost:3000".into()),
             port,
+            chat_rate_per_minute,
+            chat_max_concurrent,
         })
     }
 }

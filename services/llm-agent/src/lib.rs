@@ -11,6 +11,7 @@
 
 mod config;
 mod model;
+mod spend;
 mod tool;
 pub mod trace;
 
@@ -33,6 +34,7 @@ use tool::{Flow, WeatherTool};
 use trace::{Outcome, Trace, token_card};
 
 struct App {
+    budget: spend::ChatBudget,
     config: AgentConfig,
     provider: EntraCredentialsProvider,
     bedrock: aws_sdk_bedrockruntime::Client,
@@ -95,6 +97,7 @@ pub fn router(
     vc.root_ca = config.root_ca.clone();
     let users = TokenValidator::new(vc)?;
     let app = Arc::new(App {
+        budget: spend::ChatBudget::new(config.chat_rate_per_minute, config.chat_max_concurrent),
         bedrock: aws_sdk_bedrockruntime::Client::from_conf(bedrock.build()),
         config,
         provider,
@@ -123,7 +126,10 @@ pub fn router(
                     )
                 }),
             )
-            .route("/api/chat", post(chat))
+            .route(
+                "/api/chat",
+                post(chat).route_layer(middleware::from_fn_with_state(app.clone(), chat_budget)),
+            )
             .route("/api/status", get(status))
             .route("/api/config", get(config_info))
             .route("/health", get(health))
@@ -132,6 +138,46 @@ pub fn router(
             .layer(middleware::from_fn(security_headers))
             .with_state(app),
     ))
+}
+
+/// Spends one chat of the client's budget and a slot in flight for the request, or refuses it
+/// before any work: 429 (over the client's budget) or 503 (too many chats in flight), both with
+/// `Retry-After`.
+async fn chat_budget(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match app.budget.start(client) {
+        Ok(_in_flight) => next.run(req).await,
+        Err(spend::Refusal::RateLimited(wait)) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            tracing::warn!(client = ?client, retry_after_s = secs, "chat refused: over the client's budget");
+            let mut r = failure(
+                429,
+                &format!("Too many chats from this client; retry in {secs} s"),
+                None,
+                None,
+                vec![],
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        Err(spend::Refusal::Busy) => {
+            tracing::warn!("chat refused: too many chats in flight");
+            let mut r = failure(
+                503,
+                "The agent is busy with other chats; retry in a few seconds",
+                None,
+                None,
+                vec![],
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            r
+        }
+    }
 }
 
 /// The agent's limits: a chat with tool use waits for Bedrock and the weather API, so a request

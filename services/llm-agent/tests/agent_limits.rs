@@ -13,11 +13,14 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use system_tests::*;
 
-/// Serves `app` on 127.0.0.1; returns its base URL.
+/// Serves `app` on 127.0.0.1 as the binaries do (peer addresses known); returns its base URL.
 async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move {
+        let limits = server_kit::Limits::default();
+        server_kit::serve(listener, app, &limits, std::future::pending()).await
+    });
     url
 }
 
@@ -351,7 +354,6 @@ async fn obo_refuses_validly_signed_user_tokens_for_another_audience_scope_clien
     foreign_tid["tid"] = json!(OTHER_TENANT);
     let foreign_tid = signed(&cloud, &foreign_tid);
 
-    let our_issuer = format!("https://login.microsoftonline.com/{}/v2.0", ids::TENANT_ID);
     for (what, token, status, reason) in [
         (
             "audience",
@@ -375,9 +377,7 @@ async fn obo_refuses_validly_signed_user_tokens_for_another_audience_scope_clien
             "tenant (issuer)",
             &other_tenant,
             401,
-            format!(
-                "issuer https://login.microsoftonline.com/{OTHER_TENANT}/v2.0 is not {our_issuer}"
-            ),
+            format!("issuer https://login.microsoftonline.com/{OTHER_TENANT}/v2.0 is not accepted"),
         ),
         (
             "tenant (tid)",
@@ -585,4 +585,81 @@ async fn a_panicking_handler_answers_500_json() {
         body["error"],
         json!("internal error: the request could not be completed")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12 point 24: what one client, and all clients together, may spend
+
+/// Each client has a budget of chats per minute; beyond it, 429 with `Retry-After`, and no work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_chat_budget_gets_429_with_retry_after() {
+    let cloud = cloud().await;
+    let agent = agent(&cloud, &[("CHAT_RATE_PER_MINUTE", "2")]).await;
+    let body = json!({"message": "Weather in Dallas?", "llm_mode": "bedrock"});
+    for _ in 0..2 {
+        assert_eq!(chat(&agent, body.clone()).await.0, 200);
+    }
+    let converse = cloud.counter("bedrock:Converse");
+    let r = reqwest::Client::new()
+        .post(format!("{agent}/api/chat"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(reply["success"], json!(false));
+    assert!(
+        reply["error"].as_str().unwrap().contains("retry"),
+        "{reply}"
+    );
+    assert_eq!(
+        cloud.counter("bedrock:Converse"),
+        converse,
+        "no work was done"
+    );
+    // Other routes are not limited.
+    assert_eq!(get(&format!("{agent}/healthz")).await.0, 200);
+}
+
+/// Beyond the cap on chats in flight, a chat is refused at once (503, `Retry-After`) rather
+/// than queued behind slow ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chats_beyond_the_concurrency_cap_are_refused_at_once() {
+    let cloud = cloud().await;
+    let agent = agent(&cloud, &[("CHAT_MAX_CONCURRENT", "1")]).await;
+    let hold = cloud.hold("bedrock:Converse");
+    let first = tokio::spawn({
+        let agent = agent.clone();
+        async move {
+            chat(
+                &agent,
+                json!({"message": "Weather in Dallas?", "llm_mode": "bedrock"}),
+            )
+            .await
+        }
+    });
+    within("the first chat at Bedrock", hold.until_arrived(1)).await;
+    let r = within(
+        "an answer to the second chat",
+        reqwest::Client::new()
+            .post(format!("{agent}/api/chat"))
+            .json(&json!({"message": "Weather in Paris?", "llm_mode": "bedrock"}))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    hold.release();
+    assert_eq!(first.await.unwrap().0, 200);
 }
