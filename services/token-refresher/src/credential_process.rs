@@ -1,9 +1,11 @@
 //! `credential_process`: prints credentials as the AWS config's `credential_process` expects.
 //!
 //! Each invocation is a new process, so credentials are cached between invocations in a 0600 file
-//! keyed by tenant, role, session and STS endpoint; a file lock keeps concurrent invocations from
-//! each calling STS. Cached credentials are reused while more than 15 minutes (or half their life,
-//! for short-lived ones) remain: SDKs refresh 15 minutes ahead and must get fresher ones then.
+//! keyed by tenant, role, session and STS endpoint, in a private directory of this user; a file
+//! lock keeps concurrent invocations from each calling STS. Cached credentials are reused while
+//! more than 15 minutes (or half their life, for short-lived ones) remain: SDKs refresh 15 minutes
+//! ahead and must get fresher ones then. The cache is an optimisation: when it cannot be used, it
+//! is skipped with a warning.
 
 use aws_credential_types::Credentials;
 use entra_federation::token_file::write_atomically;
@@ -56,31 +58,34 @@ pub enum CredentialProcessError {
 }
 
 /// The default cache directory: `ENTRA_FEDERATION_CACHE_DIR`, `$XDG_CACHE_HOME/entra-federation`,
-/// or `~/.cache/entra-federation`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("ENTRA_FEDERATION_CACHE_DIR") {
-        return d.into();
+/// or `~/.cache/entra-federation`; none without a home (never the shared temp directory).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(d) = var("ENTRA_FEDERATION_CACHE_DIR") {
+        return Some(d.into());
     }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("entra-federation");
+    if let Some(d) = var("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("entra-federation"));
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("entra-federation")
+    var("HOME").map(|h| PathBuf::from(h).join(".cache").join("entra-federation"))
 }
 
-/// Credentials for one invocation: from the cache when fresh enough, else from the chain (then cached).
+/// How long an invocation waits for another one holding the cache lock before going on without
+/// the cache.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The least validity cached credentials must have to be printed when the chain fails: boto3
+/// refuses credentials inside its 10-minute mandatory refresh window; one more minute of margin.
+pub const FALLBACK_MINIMUM: Duration = Duration::from_secs(11 * 60);
+
+/// Credentials for one invocation: from the cache when fresh enough, else from the chain (then
+/// cached). The cache is an optimisation: when it cannot be used it is skipped with a warning.
+/// When the chain fails, cached credentials with more than [`FALLBACK_MINIMUM`] left are printed.
 pub async fn credentials(
     provider: &EntraCredentialsProvider,
-    cache_dir: &Path,
+    cache_dir: Option<&Path>,
     clock: &Clock,
 ) -> Result<ProcessCredentials, CredentialProcessError> {
-    let cache_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CredentialProcessError::Cache { path, source }
-    };
-    create_private_dir(cache_dir).map_err(cache_err(cache_dir))?;
     let key = hex::encode(
         &aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
@@ -88,37 +93,188 @@ pub async fn credentials(
         )
         .as_ref()[..12],
     );
-    let cache = cache_dir.join(format!("credential-process-{key}.json"));
-    let lock_path = cache_dir.join(format!("credential-process-{key}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(cache_err(&lock_path))?;
-    lock.lock().map_err(cache_err(&lock_path))?;
-
-    if let Some(cached) = read_fresh(&cache, clock.now()) {
-        return Ok(cached);
-    }
-    let creds = provider.credentials().await?;
-    let out = to_process(&creds)?;
-    let entry = CacheEntry {
-        credentials: out.clone(),
-        obtained_at: crate::iso8601(clock.now()),
+    let cache = match cache_dir {
+        None => {
+            tracing::warn!(
+                "no credential cache: no ENTRA_FEDERATION_CACHE_DIR, XDG_CACHE_HOME or HOME; every invocation calls the chain"
+            );
+            None
+        }
+        Some(dir) => match Cache::open(dir, &key).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "the credential cache is not used");
+                None
+            }
+        },
     };
-    let text = serde_json::to_vec(&entry).expect("serializes");
-    write_atomically(&cache, &text, 0o600).map_err(cache_err(&cache))?;
-    Ok(out)
+    if let Some(c) = &cache
+        && let Some(hit) = c.read_fresh(clock.now())
+    {
+        return Ok(hit);
+    }
+    match provider.credentials().await {
+        Ok(creds) => {
+            let out = to_process(&creds)?;
+            if let Some(c) = &cache
+                && let Err(e) = c.write(&out, clock.now())
+            {
+                tracing::warn!(error = %e, "the credentials could not be cached");
+            }
+            Ok(out)
+        }
+        Err(e) => match cache
+            .as_ref()
+            .and_then(|c| c.read_valid_for(clock.now(), FALLBACK_MINIMUM))
+        {
+            Some(cached) => {
+                tracing::warn!(error = %e, expiration = %cached.expiration, "the chain failed; printing the cached credentials, still valid beyond the SDKs' refresh window");
+                Ok(cached)
+            }
+            None => Err(e.into()),
+        },
+    }
 }
 
-fn read_fresh(cache: &Path, now: SystemTime) -> Option<ProcessCredentials> {
-    let entry: CacheEntry = serde_json::from_slice(&std::fs::read(cache).ok()?).ok()?;
-    let expires = crate::parse_iso8601(&entry.credentials.expiration)?;
-    let obtained = crate::parse_iso8601(&entry.obtained_at)?;
-    let lifetime = expires.duration_since(obtained).ok()?;
-    let keep = Duration::from_secs(15 * 60).min(lifetime / 2);
-    (expires.duration_since(now).ok()? > keep).then_some(entry.credentials)
+/// The cache directory, its entry and the lock, held while this value lives.
+struct Cache {
+    entry: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Cache {
+    /// Opens (creating) the private cache directory and takes the lock, waiting at most
+    /// [`LOCK_TIMEOUT`].
+    async fn open(dir: &Path, key: &str) -> Result<Self, CredentialProcessError> {
+        private_dir(dir).map_err(cache_err(dir))?;
+        let lock_path = dir.join(format!("credential-process-{key}.lock"));
+        let lock = open_private(&lock_path, true).map_err(cache_err(&lock_path))?;
+        // A blocking lock on a thread of its own, so that a holder that never lets go costs this
+        // invocation LOCK_TIMEOUT, not forever (the thread dies with the process).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let locked = lock.lock().map(|()| lock);
+            let _ = tx.send(locked);
+        });
+        let lock = match tokio::time::timeout(LOCK_TIMEOUT, rx).await {
+            Ok(Ok(Ok(lock))) => lock,
+            Ok(Ok(Err(e))) => return Err(cache_err(&lock_path)(e)),
+            Ok(Err(_)) => {
+                return Err(cache_err(&lock_path)(std::io::Error::other(
+                    "the lock thread ended",
+                )));
+            }
+            Err(_) => {
+                return Err(cache_err(&lock_path)(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another invocation held the lock for {} s",
+                        LOCK_TIMEOUT.as_secs()
+                    ),
+                )));
+            }
+        };
+        Ok(Self {
+            entry: dir.join(format!("credential-process-{key}.json")),
+            _lock: lock,
+        })
+    }
+
+    fn read(&self) -> Option<CacheEntry> {
+        use std::io::Read;
+        let file = open_private(&self.entry, false).ok()?;
+        let mut text = Vec::new();
+        file.take(64 * 1024).read_to_end(&mut text).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// The cached credentials while more than 15 minutes (or half their life, for short-lived
+    /// ones) remain: SDKs refresh 15 minutes ahead and must get fresher ones then.
+    fn read_fresh(&self, now: SystemTime) -> Option<ProcessCredentials> {
+        let entry = self.read()?;
+        let expires = crate::parse_iso8601(&entry.credentials.expiration)?;
+        let obtained = crate::parse_iso8601(&entry.obtained_at)?;
+        let lifetime = expires.duration_since(obtained).ok()?;
+        let keep = Duration::from_secs(15 * 60).min(lifetime / 2);
+        (expires.duration_since(now).ok()? > keep).then_some(entry.credentials)
+    }
+
+    /// The cached credentials if more than `margin` of validity remains.
+    fn read_valid_for(&self, now: SystemTime, margin: Duration) -> Option<ProcessCredentials> {
+        let entry = self.read()?;
+        let expires = crate::parse_iso8601(&entry.credentials.expiration)?;
+        (expires.duration_since(now).ok()? > margin).then_some(entry.credentials)
+    }
+
+    fn write(
+        &self,
+        creds: &ProcessCredentials,
+        now: SystemTime,
+    ) -> Result<(), CredentialProcessError> {
+        let entry = CacheEntry {
+            credentials: creds.clone(),
+            obtained_at: crate::iso8601(now),
+        };
+        let text = serde_json::to_vec(&entry)
+            .map_err(|e| cache_err(&self.entry)(std::io::Error::other(e)))?;
+        // A new file renamed over the entry: a symlink planted there is replaced, not followed.
+        write_atomically(&self.entry, &text, 0o600).map_err(cache_err(&self.entry))
+    }
+}
+
+fn cache_err(path: &Path) -> impl FnOnce(std::io::Error) -> CredentialProcessError {
+    let path = path.to_path_buf();
+    move |source| CredentialProcessError::Cache { path, source }
+}
+
+/// Creates `dir` (0700) or checks it: a real directory (not a symlink) of this user; group and
+/// other access is removed (it is this user's).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("not a directory (a symlink?)"));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "owned by uid {}, not by this user (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "the credential cache directory was open to others; made private (0700)");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` without following a symlink, and checks it is a regular file of this user that
+/// no one else can read or write.
+fn open_private(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(
+            "not a private regular file of this user",
+        ));
+    }
+    Ok(file)
 }
 
 fn to_process(c: &Credentials) -> Result<ProcessCredentials, CredentialProcessError> {
@@ -132,12 +288,4 @@ fn to_process(c: &Credentials) -> Result<ProcessCredentials, CredentialProcessEr
             .to_string(),
         expiration: crate::iso8601(c.expiry().ok_or(CredentialProcessError::Incomplete)?),
     })
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }

@@ -136,8 +136,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Some(Command::CredentialProcess { cache_dir }) => {
-            let dir = cache_dir.unwrap_or_else(credential_process::default_cache_dir);
-            let creds = credential_process::credentials(&provider, &dir, &clock).await?;
+            let dir = cache_dir.or_else(credential_process::default_cache_dir);
+            let creds = credential_process::credentials(&provider, dir.as_deref(), &clock).await?;
             println!("{}", serde_json::to_string(&creds)?);
             Ok(())
         }

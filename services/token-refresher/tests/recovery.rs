@@ -569,12 +569,16 @@ async fn eight_concurrent_credential_process_invocations_share_one_sts_session()
         .as_ref()[..12],
     );
     let lock_path = cache.join(format!("credential-process-{key}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
+    // As the binary makes it: private to this user (it refuses a lock file others can open).
+    let lock = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+        0o600,
+    )
+    .open(&lock_path)
+    .unwrap();
     lock.lock().unwrap();
     let ino = std::fs::metadata(&lock_path).unwrap().ino();
 
