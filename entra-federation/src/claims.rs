@@ -31,6 +31,8 @@ pub struct ClaimSummary {
     pub azp: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: Option<u64>,
+    /// Issued at, Unix seconds (with `exp`, the token's lifetime on its issuer's clock).
+    pub iat: Option<u64>,
 }
 
 /// Why a string is not a readable JWT.

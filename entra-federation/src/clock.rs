@@ -137,3 +137,41 @@ pub fn expiry_in(now: SystemTime, secs: u64) -> SystemTime {
 pub fn expiry_at(now: SystemTime, secs: u64) -> SystemTime {
     from_unix_seconds(secs).min(now + MAX_LIFETIME)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A wall clock `offset` ahead of tokio's.
+    #[derive(Debug, Clone)]
+    struct Stepped(Clock, Arc<Mutex<Duration>>);
+
+    impl TimeSource for Stepped {
+        fn now(&self) -> SystemTime {
+            self.0.now() + *self.1.lock().unwrap()
+        }
+    }
+
+    /// Issue 12 point 4 (file mode's waits): a clock step (or a paused VM) during a long sleep is
+    /// noticed within 30 s of tokio's time, not after the rest of the sleep computed before it.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_sleep_follows_a_wall_clock_step() {
+        let wall = Stepped(Clock::tokio_driven(), Arc::default());
+        let clock = Clock::from_time_source(wall.clone());
+        let deadline = clock.now() + Duration::from_secs(3600);
+        let started = tokio::time::Instant::now();
+        let sleeper = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.sleep_until(deadline).await }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        *wall.1.lock().unwrap() = Duration::from_secs(3600);
+        sleeper.await.unwrap();
+        assert!(
+            started.elapsed() <= Duration::from_secs(90),
+            "woke {:?} after it started",
+            started.elapsed()
+        );
+    }
+}

@@ -435,7 +435,13 @@ fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraEr
         }
     };
     // `exp` is on Entra's clock and only a fallback: with this machine's clock ahead, the
-    // token would look expired on arrival although STS accepts it for `expires_in`.
+    // token would look expired on arrival although STS accepts it for `expires_in`. But the
+    // token's own lifetime (`exp - iat`, both on Entra's clock, so skew cancels out) bounds a
+    // wrong or oversized `expires_in`.
+    let expires_at = match (claims.iat, claims.exp) {
+        (Some(iat), Some(exp)) if exp > iat => expires_at.min(expiry_in(now, exp - iat)),
+        _ => expires_at,
+    };
     Ok(WebIdentityToken {
         token: SecretString::new(token),
         expires_at,
@@ -646,6 +652,18 @@ mod token_response_tests {
                 "{expires_in}"
             );
         }
+    }
+
+    /// An `expires_in` longer than the token's own lifetime (`exp - iat`) is cut to it.
+    #[tokio::test(start_paused = true)]
+    async fn expires_in_is_bounded_by_the_tokens_own_lifetime() {
+        let (clock, now, secs) = frozen();
+        // Issued two hours "ago" on a skewed clock, living one hour: exp is in the local past.
+        let token = jwt(serde_json::json!({"iat": secs - 7200, "exp": secs - 3600}));
+        let t = parse_success(&body(Some(&token), Some(serde_json::json!(7200))), &clock).unwrap();
+        assert_eq!(t.expires_at(), now + Duration::from_secs(3600));
+        let t = parse_success(&body(Some(&token), Some(serde_json::json!(600))), &clock).unwrap();
+        assert_eq!(t.expires_at(), now + Duration::from_secs(600));
     }
 
     /// Absurd lifetimes from the network are clamped, never an arithmetic panic.

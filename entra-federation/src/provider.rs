@@ -148,24 +148,35 @@ impl EntraCredentialsProvider {
         self.inner.get().await
     }
 
-    /// The current v1 web-identity token (for a token file or another consumer), from the same cache.
+    /// The current v1 web-identity token (for a token file or another consumer), from the same
+    /// cache. Bounded by the same deadline as a credentials refresh.
     pub async fn web_identity_token(&self) -> Result<WebIdentityToken, Error> {
-        let chain = self.chain();
-        let mut state = chain.gate.lock().await;
-        chain
-            .web_identity_token_locked(&mut state, Freshness::Cached)
-            .await
+        self.token_within_deadline(Freshness::Cached).await
     }
 
     /// A newly exchanged v1 web-identity token, whatever the cache holds: for a file another SDK
     /// reads, which must be rewritten well before the token expires. The new token also serves the
-    /// in-process chain.
+    /// in-process chain. Bounded by the same deadline as a credentials refresh.
     pub async fn refresh_web_identity_token(&self) -> Result<WebIdentityToken, Error> {
+        self.token_within_deadline(Freshness::New).await
+    }
+
+    async fn token_within_deadline(&self, freshness: Freshness) -> Result<WebIdentityToken, Error> {
         let chain = self.chain();
-        let mut state = chain.gate.lock().await;
-        chain
-            .web_identity_token_locked(&mut state, Freshness::New)
+        let work = async {
+            let mut state = chain.gate.lock().await;
+            chain.web_identity_token_locked(&mut state, freshness).await
+        };
+        if crate::http::outside_runtime().is_some() {
+            // No timer without a runtime; the hops themselves say why they cannot run.
+            return work.await;
+        }
+        let deadline = self.inner.deadline();
+        tokio::time::timeout(deadline, work)
             .await
+            .unwrap_or(Err(Error::Deadline {
+                seconds: deadline.as_secs(),
+            }))
     }
 
     /// A stable key for what this provider assumes (tenant, audience, role, session name, STS

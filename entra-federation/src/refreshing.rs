@@ -65,6 +65,12 @@ pub(crate) struct Settings {
 type Outcome<V> = Result<V, Arc<Error>>;
 type Pending<V> = watch::Receiver<Option<Outcome<V>>>;
 
+struct Inflight<V> {
+    attempt: u64,
+    started: SystemTime,
+    pending: Pending<V>,
+}
+
 /// The cache. Dropping it ends its background task (an attempt in flight finishes first, within
 /// its deadline).
 pub(crate) struct RefreshingCache<R: Resolve> {
@@ -75,8 +81,8 @@ struct Core<R: Resolve> {
     resolver: R,
     settings: Settings,
     snapshot: RwLock<Snapshot<R::Value>>,
-    /// The attempt in flight: its number and where its outcome will appear.
-    inflight: Mutex<Option<(u64, Pending<R::Value>)>>,
+    /// The attempt in flight: its number, when it started, and where its outcome will appear.
+    inflight: Mutex<Option<Inflight<R::Value>>>,
     /// How many attempts have been recorded; the background task listens to it.
     recorded: watch::Sender<u64>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -95,6 +101,11 @@ struct Failure {
 }
 
 impl<R: Resolve> RefreshingCache<R> {
+    /// The deadline of one attempt.
+    pub fn deadline(&self) -> Duration {
+        self.core.settings.deadline
+    }
+
     pub fn new(resolver: R, settings: Settings) -> Self {
         Self {
             core: Arc::new(Core {
@@ -130,7 +141,7 @@ impl<R: Resolve> RefreshingCache<R> {
                     let value = c.value.clone();
                     drop(snap);
                     if !in_backoff {
-                        core.start(None);
+                        core.start(Trigger::Refresh);
                     }
                     core.ensure_background();
                     Some(Ok(value))
@@ -152,9 +163,15 @@ impl<R: Resolve> RefreshingCache<R> {
         if let Some(outcome) = self.cached() {
             return outcome;
         }
-        let pending = match core.start(Some(seen)) {
+        let pending = match core.start(Trigger::Caller { seen }) {
             Started::Settled(outcome) => return outcome,
             Started::Pending(pending) => pending,
+            // (Only a refresh trigger gets this; a caller's look found nothing to serve.)
+            Started::Nothing => {
+                return self
+                    .cached()
+                    .unwrap_or_else(|| Err(Arc::new(Error::Interrupted)));
+            }
             // No Tokio runtime to run the attempt on: run it here (its hops then say why not).
             Started::NoRuntime => return core.attempt_inline().await,
         };
@@ -167,7 +184,14 @@ impl<R: Resolve> RefreshingCache<R> {
             .filter(|c| now < c.expires_at)
             .map(|c| (c.value.clone(), c.expires_at));
         match still_valid {
-            None => outcome_of(pending).await,
+            // Bounded too: an attempt whose runtime is no longer driven never answers.
+            None => tokio::time::timeout(core.stale_after(), outcome_of(pending))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Arc::new(Error::Deadline {
+                        seconds: core.settings.deadline.as_secs(),
+                    }))
+                }),
             Some((value, expires_at)) => {
                 let bound = MANDATORY_WAIT.min(expires_at.duration_since(now).unwrap_or_default());
                 match tokio::time::timeout(bound, outcome_of(pending)).await {
@@ -217,7 +241,19 @@ impl<R: Resolve> Drop for RefreshingCache<R> {
     }
 }
 
+/// Who asks for an attempt.
+enum Trigger {
+    /// A caller with nothing to serve; `seen` is the number of recorded attempts when it first
+    /// looked (an attempt recorded since then answers it).
+    Caller { seen: u64 },
+    /// The refresh point (a caller in the advisory window, or the background task): nothing
+    /// starts if the value has become fresh meanwhile.
+    Refresh,
+}
+
 enum Started<V> {
+    /// A refresh was asked for, and the value is fresh: nothing to do.
+    Nothing,
     Pending(Pending<V>),
     Settled(Outcome<V>),
     NoRuntime,
@@ -243,7 +279,8 @@ impl<V> Snapshot<V> {
 }
 
 /// Clears the in-flight slot when its attempt ends in any way: finished, panicked, or dropped
-/// with its runtime (even before its first poll, since the attempt's future owns it).
+/// with its runtime (even before its first poll, since the attempt's future owns it). A panic is
+/// recorded as a failure, so that it is backed off from like any other.
 struct ClearInflight<R: Resolve> {
     core: Arc<Core<R>>,
     attempt: u64,
@@ -251,8 +288,12 @@ struct ClearInflight<R: Resolve> {
 
 impl<R: Resolve> Drop for ClearInflight<R> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(what = self.core.settings.what, "the refresh panicked");
+            let _ = self.core.record(Err(Error::Interrupted));
+        }
         let mut slot = lock(&self.core.inflight);
-        if slot.as_ref().is_some_and(|(n, _)| *n == self.attempt) {
+        if slot.as_ref().is_some_and(|s| s.attempt == self.attempt) {
             *slot = None;
         }
     }
@@ -263,25 +304,58 @@ impl<R: Resolve> Core<R> {
         self.snapshot.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Joins the attempt in flight or starts one. With `seen` (the number of recorded attempts
-    /// when the caller first looked), an attempt recorded since then answers instead.
-    fn start(self: &Arc<Self>, seen: Option<u64>) -> Started<R::Value> {
+    /// How old an attempt in flight may be before it is presumed dead: its deadline, plus a
+    /// tenth of it (at least a second). Only an attempt whose runtime is no longer driven gets
+    /// that old; a new one replaces it.
+    fn stale_after(&self) -> Duration {
+        let d = self.settings.deadline;
+        d + (d / 10).max(Duration::from_secs(1))
+    }
+
+    /// Joins the attempt in flight or starts one.
+    fn start(self: &Arc<Self>, trigger: Trigger) -> Started<R::Value> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Started::NoRuntime;
         };
+        let now = self.settings.clock.now();
         let mut slot = lock(&self.inflight);
-        if let Some((_, pending)) = &*slot {
-            return Started::Pending(pending.clone());
+        match &*slot {
+            Some(s) if now.duration_since(s.started).unwrap_or_default() < self.stale_after() => {
+                return Started::Pending(s.pending.clone());
+            }
+            Some(s) => tracing::warn!(
+                what = self.settings.what,
+                attempt = s.attempt,
+                "the refresh in flight is past its deadline (its runtime is no longer driven); starting another"
+            ),
+            None => {}
         }
         let recorded = *self.recorded.borrow();
-        if seen.is_some_and(|seen| seen != recorded)
-            && let Some(outcome) = self.settled(self.settings.clock.now())
-        {
-            return Started::Settled(outcome);
+        match trigger {
+            Trigger::Caller { seen } if seen != recorded => {
+                if let Some(outcome) = self.settled(now) {
+                    return Started::Settled(outcome);
+                }
+            }
+            // A refresh recorded between the caller's look and now: nothing to do.
+            Trigger::Refresh
+                if self
+                    .read()
+                    .value
+                    .as_ref()
+                    .is_some_and(|c| c.phase(now) == Phase::Fresh) =>
+            {
+                return Started::Nothing;
+            }
+            _ => {}
         }
-        let attempt = recorded + 1;
+        let attempt = slot.as_ref().map_or(recorded, |s| s.attempt.max(recorded)) + 1;
         let (done, pending) = watch::channel(None);
-        *slot = Some((attempt, pending.clone()));
+        *slot = Some(Inflight {
+            attempt,
+            started: now,
+            pending: pending.clone(),
+        });
         drop(slot);
         let clear = ClearInflight {
             core: self.clone(),
@@ -446,7 +520,7 @@ async fn background<R: Resolve>(core: Weak<Core<R>>, mut recorded: watch::Receiv
         let now = strong.settings.clock.now();
         let (due, next) = strong.schedule(now);
         let sleep = if due {
-            strong.start(None);
+            strong.start(Trigger::Refresh);
             MAX_SLEEP
         } else {
             next.and_then(|at| at.duration_since(now).ok())

@@ -4,7 +4,7 @@ use super::*;
 use crate::sts::StsError;
 use std::sync::atomic::AtomicBool;
 
-/// Answers `n` (its call number) valid for `lifetime`; fails or hangs when told to.
+/// Answers its call number and the expiry it gave, valid for `lifetime`; fails or hangs when told to.
 struct Fake {
     clock: Clock,
     calls: AtomicU64,
@@ -14,10 +14,13 @@ struct Fake {
     open: watch::Sender<bool>,
 }
 
-impl Resolve for Arc<Fake> {
-    type Value = u64;
+/// The call number and the expiry of a value.
+type Value = (u64, SystemTime);
 
-    async fn resolve(&self) -> Result<Resolved<u64>, Error> {
+impl Resolve for Arc<Fake> {
+    type Value = Value;
+
+    async fn resolve(&self) -> Result<Resolved<Value>, Error> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.open.subscribe().wait_for(|open| *open).await;
         if self.fail.load(Ordering::SeqCst) {
@@ -26,15 +29,20 @@ impl Resolve for Arc<Fake> {
                 reason: "refused".into(),
             }));
         }
+        let expires_at = self.clock.now() + *self.lifetime.lock().unwrap();
         Ok(Resolved {
-            value: n,
-            expires_at: self.clock.now() + *self.lifetime.lock().unwrap(),
+            value: (n, expires_at),
+            expires_at,
             issuer_now: None,
         })
     }
 }
 
 fn fake_with(clock: Clock) -> (Arc<Fake>, RefreshingCache<Arc<Fake>>) {
+    fake_with_deadline(clock, DEFAULT_DEADLINE)
+}
+
+fn fake_with_deadline(clock: Clock, deadline: Duration) -> (Arc<Fake>, RefreshingCache<Arc<Fake>>) {
     let fake = Arc::new(Fake {
         clock: clock.clone(),
         calls: AtomicU64::new(0),
@@ -48,7 +56,7 @@ fn fake_with(clock: Clock) -> (Arc<Fake>, RefreshingCache<Arc<Fake>>) {
             clock,
             jitter: Jitter::seeded(1),
             rule: Rule::Credentials,
-            deadline: DEFAULT_DEADLINE,
+            deadline,
             what: "test value",
         },
     );
@@ -77,7 +85,7 @@ async fn many_callers_share_one_attempt() {
     tokio::task::yield_now().await;
     fake.open.send_replace(true);
     for c in callers {
-        assert_eq!(c.await.unwrap().unwrap(), 1);
+        assert_eq!(c.await.unwrap().unwrap().0, 1);
     }
     assert_eq!(calls(&fake), 1);
 }
@@ -90,7 +98,7 @@ async fn a_caller_that_gives_up_leaves_the_attempt_running() {
         .await
         .expect_err("gave up");
     fake.open.send_replace(true);
-    assert_eq!(cache.get().await.unwrap(), 1);
+    assert_eq!(cache.get().await.unwrap().0, 1);
     assert_eq!(calls(&fake), 1);
 }
 
@@ -112,10 +120,10 @@ async fn after_a_failed_first_load_the_refresh_still_runs_ahead() {
     cache.get().await.unwrap_err();
     fake.fail.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(61)).await;
-    assert_eq!(cache.get().await.unwrap(), 2);
+    assert_eq!(cache.get().await.unwrap().0, 2);
     tokio::time::sleep(Duration::from_secs(3600 - 120)).await;
     assert_eq!(calls(&fake), 3, "refreshed in the background");
-    assert_eq!(cache.cached().unwrap().unwrap(), 3);
+    assert_eq!(cache.cached().unwrap().unwrap().0, 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -129,18 +137,18 @@ async fn an_answer_already_in_its_last_minute_is_a_failure_and_never_served_expi
     let (fake, cache) = fake();
     *fake.lifetime.lock().unwrap() = Duration::from_secs(30);
     // Thirty seconds of validity: served, but counted as a failure, and backed off from.
-    assert_eq!(cache.get().await.unwrap(), 1);
+    assert_eq!(cache.get().await.unwrap().0, 1);
     assert_eq!(cache.failures(), 1);
     for _ in 0..10 {
-        assert_eq!(cache.get().await.unwrap(), 1);
+        assert_eq!(cache.get().await.unwrap().0, 1);
     }
     assert_eq!(calls(&fake), 1);
     tokio::time::sleep(Duration::from_secs(31)).await;
     for _ in 0..10 {
         match cache.get().await {
-            Ok(v) => assert!(
-                cache.expires_at().is_some_and(|at| fake.clock.now() < at),
-                "served {v} after expiry"
+            Ok((n, expires_at)) => assert!(
+                fake.clock.now() < expires_at,
+                "value {n} served after its expiry"
             ),
             Err(e) => assert!(matches!(*e, Error::Stale { .. }), "{e}"),
         }
@@ -150,18 +158,86 @@ async fn an_answer_already_in_its_last_minute_is_a_failure_and_never_served_expi
 #[tokio::test(start_paused = true)]
 async fn in_the_last_minute_a_stuck_refresh_costs_seconds_then_serves_the_valid_value() {
     let (fake, cache) = fake();
-    assert_eq!(cache.get().await.unwrap(), 1);
+    assert_eq!(cache.get().await.unwrap().0, 1);
     fake.open.send_replace(false);
     tokio::time::sleep(Duration::from_secs(3600 - 30)).await;
     let started = tokio::time::Instant::now();
-    assert_eq!(cache.get().await.unwrap(), 1);
+    assert_eq!(cache.get().await.unwrap().0, 1);
     assert!(
         started.elapsed() <= MANDATORY_WAIT,
         "{:?}",
         started.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(cache.valid().is_none(), "expired: never served");
+    // Expired, the refresh still stuck: a caller waits for it (up to the deadline) and gets its
+    // failure, never the expired value.
+    assert!(cache.cached().is_none_or(|o| o.is_err()));
+    let e = cache.get().await.unwrap_err();
+    assert!(matches!(*e, Error::Deadline { .. }), "{e}");
+}
+
+/// An attempt spawned on a runtime that is no longer driven (a sync wrapper's runtime between
+/// calls) never finishes: callers elsewhere do not wait for it forever, a new attempt replaces it.
+#[test]
+fn an_attempt_stuck_on_an_undriven_runtime_is_replaced() {
+    let (fake, cache) = fake_with_deadline(Clock::system(), Duration::from_millis(300));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    fake.open.send_replace(false);
+    let idle = runtime();
+    idle.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_millis(50), cache.get()).await;
+    });
+    // `idle` lives on, undriven: its attempt sits there.
+    fake.open.send_replace(true);
+    let value = runtime()
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), cache.get()).await })
+        .expect("not stuck behind the undriven attempt")
+        .or_else(|_| {
+            // The first caller here may get the bounded wait's deadline error; the next one the
+            // replacing attempt's value.
+            runtime().block_on(cache.get())
+        })
+        .expect("a value");
+    assert_eq!(value.0, 2, "a second attempt ran");
+    drop(idle);
+}
+
+/// A panicking refresh is recorded as a failure and backed off from, not retried by every call.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_refresh_is_backed_off_from() {
+    struct Panics(AtomicU64);
+    impl Resolve for Arc<Panics> {
+        type Value = u64;
+        async fn resolve(&self) -> Result<Resolved<u64>, Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("a bug in the resolver")
+        }
+    }
+    let resolver = Arc::new(Panics(AtomicU64::new(0)));
+    let cache = RefreshingCache::new(
+        resolver.clone(),
+        Settings {
+            clock: Clock::tokio_driven(),
+            jitter: Jitter::seeded(1),
+            rule: Rule::Credentials,
+            deadline: DEFAULT_DEADLINE,
+            what: "test value",
+        },
+    );
+    for _ in 0..10 {
+        assert!(cache.get().await.is_err());
+    }
+    assert_eq!(
+        resolver.0.load(Ordering::SeqCst),
+        1,
+        "backed off after the panic"
+    );
+    assert_eq!(cache.failures(), 1);
 }
 
 #[tokio::test(start_paused = true)]

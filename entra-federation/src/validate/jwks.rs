@@ -275,7 +275,18 @@ impl KeyCache {
                 .map_err(|e| FetchError(format!("metadata: {e}")))?;
             if let Some(issuer) = meta.issuer.filter(|i| !i.is_empty()) {
                 // Multi-tenant metadata writes a `{tenantid}` template; ours is per tenant.
-                issuers.insert(*version, issuer.replace("{tenantid}", &self.tenant));
+                let issuer = issuer.replace("{tenantid}", &self.tenant);
+                // Only an https issuer of this tenant (when the tenant is a GUID; a domain's
+                // metadata names the GUID) is accepted as what tokens must carry.
+                let of_tenant = !crate::entra::looks_like_guid(&self.tenant)
+                    || issuer.to_ascii_lowercase().contains(&self.tenant);
+                if !issuer.starts_with("https://") || !of_tenant {
+                    return Err(FetchError(format!(
+                        "the metadata's issuer {issuer} is not an https issuer of tenant {}",
+                        self.tenant
+                    )));
+                }
+                issuers.insert(*version, issuer);
             }
             let jwks_url =
                 Url::parse(&meta.jwks_uri).map_err(|e| FetchError(format!("jwks_uri: {e}")))?;

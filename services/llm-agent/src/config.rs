@@ -63,6 +63,10 @@ pub struct AgentConfig {
     pub chat_rate_per_minute: u32,
     /// `CHAT_MAX_CONCURRENT`: chats in flight at once, all clients together (default 8).
     pub chat_max_concurrent: usize,
+    /// `CHAT_TRUST_X_FORWARDED_FOR`: behind an ingress that appends the client's address to
+    /// `X-Forwarded-For` (Container Apps, App Service), budget by that address instead of the
+    /// ingress's (default false: the header is the client's to forge).
+    pub chat_trust_x_forwarded_for: bool,
 }
 
 impl AgentConfig {
@@ -105,6 +109,17 @@ impl AgentConfig {
         };
         let chat_rate_per_minute = positive("CHAT_RATE_PER_MINUTE", 20)?;
         let chat_max_concurrent = positive("CHAT_MAX_CONCURRENT", 8)? as usize;
+        let chat_trust_x_forwarded_for = match get("CHAT_TRUST_X_FORWARDED_FOR").as_deref() {
+            None | Some("0" | "false" | "no") => false,
+            Some("1" | "true" | "yes") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "CHAT_TRUST_X_FORWARDED_FOR",
+                    value: other.to_string(),
+                    reason: "true or false".into(),
+                });
+            }
+        };
         Ok(Self {
             sidecar_url: url("SIDECAR_URL", "http://localhost:5000")?,
             weather_api_url: url("WEATHER_API_URL", "http://localhost:8080")?,
@@ -140,6 +155,7 @@ impl AgentConfig {
             port,
             chat_rate_per_minute,
             chat_max_concurrent,
+            chat_trust_x_forwarded_for,
         })
     }
 }

@@ -140,16 +140,16 @@ pub fn router(
     ))
 }
 
-/// Spends one chat of the client's budget and a slot in flight for the request, or refuses it
-/// before any work: 429 (over the client's budget) or 503 (too many chats in flight), both with
-/// `Retry-After`.
-async fn chat_budget(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    match app.budget.start(client) {
-        Ok(_in_flight) => next.run(req).await,
+/// Charges one chat to the client's budget before any work, or refuses it: 429 with
+/// `Retry-After`. (The slot in flight is taken by the handler once the body has arrived, so a
+/// client that never sends its body holds no slot.)
+async fn chat_budget(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let client = spend::Client::of(client_address(&app.config, &req));
+    match app.budget.charge(client) {
+        Ok(()) => {
+            req.extensions_mut().insert(client);
+            next.run(req).await
+        }
         Err(spend::Refusal::RateLimited(wait)) => {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             tracing::warn!(client = ?client, retry_after_s = secs, "chat refused: over the client's budget");
@@ -164,20 +164,43 @@ async fn chat_budget(State(app): State<Arc<App>>, req: Request, next: Next) -> R
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
         }
-        Err(spend::Refusal::Busy) => {
-            tracing::warn!("chat refused: too many chats in flight");
-            let mut r = failure(
-                503,
-                "The agent is busy with other chats; retry in a few seconds",
-                None,
-                None,
-                vec![],
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            r
-        }
+        Err(spend::Refusal::Busy) => busy(),
     }
+}
+
+/// The client's address: the peer, or, behind a platform ingress that appends it
+/// (`CHAT_TRUST_X_FORWARDED_FOR`), the last address of `X-Forwarded-For`.
+fn client_address(config: &AgentConfig, req: &Request) -> Option<std::net::IpAddr> {
+    if config.chat_trust_x_forwarded_for
+        && let Some(ip) = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|last| last.trim().parse().ok())
+    {
+        return Some(ip);
+    }
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Too many chats in flight: 503 with `Retry-After`.
+fn busy() -> Response {
+    tracing::warn!("chat refused: too many chats in flight");
+    let mut r = failure(
+        503,
+        "The agent is busy with other chats; retry in a few seconds",
+        None,
+        None,
+        vec![],
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    r
 }
 
 /// The agent's limits: a chat with tool use waits for Bedrock and the weather API, so a request
@@ -195,7 +218,8 @@ pub fn harden(router: Router) -> Router {
     server_kit::harden(router, &limits(), limit_error)
 }
 
-/// Errors from the server's limits (413, 408, a panic's 500) in the chat API's JSON shape.
+/// Errors from the server's limits (413, a timeout's 503, a panic's 500) in the chat API's JSON
+/// shape.
 fn limit_error(status: StatusCode, message: &str) -> Response {
     failure(status.as_u16(), message, None, None, vec![])
 }
@@ -338,6 +362,7 @@ fn failure(
 
 async fn chat(
     State(app): State<Arc<App>>,
+    client: Option<axum::Extension<spend::Client>>,
     body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
@@ -351,6 +376,13 @@ async fn chat(
                 vec![],
             );
         }
+    };
+    // The whole request is here: now it may take a slot in flight.
+    let Ok(_in_flight) = app.budget.slot() else {
+        if let Some(axum::Extension(client)) = client {
+            app.budget.refund(client);
+        }
+        return busy();
     };
     let message = req.message.as_deref().map(str::trim).unwrap_or_default();
     if message.is_empty() {

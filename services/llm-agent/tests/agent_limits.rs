@@ -663,3 +663,72 @@ async fn chats_beyond_the_concurrency_cap_are_refused_at_once() {
     hold.release();
     assert_eq!(first.await.unwrap().0, 200);
 }
+
+/// A chat slot is taken only once the request has arrived whole: a client that announces a body
+/// and never sends it holds a connection (until the server's timeouts), never a chat slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_whose_body_never_arrives_holds_no_chat_slot() {
+    use tokio::io::AsyncWriteExt;
+    let cloud = cloud().await;
+    let agent = agent(&cloud, &[("CHAT_MAX_CONCURRENT", "1")]).await;
+    let mut stalled = tokio::net::TcpStream::connect(agent.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    // The stalled request has reached the handler's body read (the server answers other
+    // requests meanwhile): a normal chat still gets the one slot.
+    assert_eq!(get(&format!("{agent}/healthz")).await.0, 200);
+    let (s, reply) = chat(&agent, json!({"message": "Weather in Dallas?"})).await;
+    assert_eq!(s, 200, "{reply}");
+    drop(stalled);
+}
+
+/// Behind an ingress that appends the client to `X-Forwarded-For`, budgets are per client when
+/// told to trust it; otherwise the header (the client's to forge) is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_follow_x_forwarded_for_only_when_trusted() {
+    let cloud = cloud().await;
+    let send = |agent: String, xff: &'static str| async move {
+        reqwest::Client::new()
+            .post(format!("{agent}/api/chat"))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"message": "Weather in Dallas?"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let trusting = agent(
+        &cloud,
+        &[
+            ("CHAT_RATE_PER_MINUTE", "1"),
+            ("CHAT_TRUST_X_FORWARDED_FOR", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        send(trusting.clone(), "203.0.113.9, 198.51.100.1").await,
+        200
+    );
+    assert_eq!(
+        send(trusting.clone(), "203.0.113.9, 198.51.100.2").await,
+        200,
+        "another client (the last address counts)"
+    );
+    assert_eq!(
+        send(trusting.clone(), "198.51.100.1").await,
+        429,
+        "the first client again"
+    );
+    let plain = agent(&cloud, &[("CHAT_RATE_PER_MINUTE", "1")]).await;
+    assert_eq!(send(plain.clone(), "198.51.100.1").await, 200);
+    assert_eq!(
+        send(plain.clone(), "198.51.100.2").await,
+        429,
+        "a forged header earns nothing"
+    );
+}

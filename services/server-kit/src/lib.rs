@@ -1,6 +1,7 @@
 //! What every HTTP server here shares, so that none of them can be held, flooded or crashed by a
-//! client: a body size limit (413), a request timeout (408), a cap on requests in flight, a
-//! header-read timeout, panics answered 500, and a graceful stop on SIGTERM or Ctrl-C.
+//! client: a body size limit (413), a request timeout (503), caps on requests in flight and on
+//! open connections, a header-read timeout (also for silent and idle connections), panics
+//! answered 500, and a graceful stop on SIGTERM or Ctrl-C.
 //!
 //! ```no_run
 //! # async fn f() -> std::io::Result<()> {
@@ -28,12 +29,16 @@ use tower::ServiceExt;
 pub struct Limits {
     /// The largest request body (default 64 KiB); larger is 413.
     pub body_bytes: usize,
-    /// The longest a request may take (default 30 s); longer is 408.
+    /// The longest a request may take, waiting for a slot included (default 30 s); longer is
+    /// 503 (not 408: the server, not the client, was slow, and clients retry a 408 at once).
     pub request_timeout: Duration,
-    /// Requests handled at once (default 256); more wait for a slot.
+    /// Requests handled at once (default 256); more wait for a slot, within their timeout.
     pub concurrency: usize,
-    /// The longest a client may take to send its request headers (default 10 s); the
-    /// connection is then closed.
+    /// Connections open at once (default 1024); more wait to be accepted, so that clients that
+    /// hold connections cannot exhaust the process's file descriptors.
+    pub connections: usize,
+    /// The longest a client may take to send its request headers, from when it connects or its
+    /// previous response was sent (default 10 s): a silent or idle connection is then closed.
     pub header_read_timeout: Duration,
     /// How long a stop waits for requests in flight (default 10 s).
     pub drain: Duration,
@@ -45,6 +50,7 @@ impl Default for Limits {
             body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             concurrency: 256,
+            connections: 1024,
             header_read_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(10),
         }
@@ -64,7 +70,7 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// `router` with the limits, and panics answered 500 by `error` (logged, never a dropped
-/// connection). A 413 or 408 from the limits is answered by `error` too.
+/// connection). A 413 or a timeout's 503 from the limits is answered by `error` too.
 pub fn harden(router: Router, limits: &Limits, error: ErrorAnswer) -> Router {
     let body_limit = limits.body_bytes;
     // Each `layer` wraps the ones before it: the error rewrite sees what the limits answer.
@@ -72,12 +78,13 @@ pub fn harden(router: Router, limits: &Limits, error: ErrorAnswer) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             limits.body_bytes,
         ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             limits.concurrency,
+        ))
+        // Outside the limit: the wait for a slot counts against the request's time.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
         ))
         .layer(axum::middleware::map_response(move |resp: Response| {
             answer_bare_errors(resp, error, body_limit)
@@ -93,20 +100,21 @@ pub fn harden(router: Router, limits: &Limits, error: ErrorAnswer) -> Router {
         ))
 }
 
-/// The limit layers answer 413 and 408 with plain text or nothing; the service answers JSON.
+/// The limit layers answer 413 and 503 with plain text or nothing; the service answers JSON.
 async fn answer_bare_errors(resp: Response, error: ErrorAnswer, body_limit: usize) -> Response {
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let content_type = resp.headers().get(header::CONTENT_TYPE);
+    let is_json = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    // The timeout's 503 has no body and no type; a service's own 503 (an emulated STS answers
+    // XML) is left as it is.
+    let bare = content_type.is_none();
     match resp.status() {
         StatusCode::PAYLOAD_TOO_LARGE if !is_json => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the request body is larger than {body_limit} bytes"),
         ),
-        StatusCode::REQUEST_TIMEOUT if !is_json => error(
-            StatusCode::REQUEST_TIMEOUT,
-            "the request took too long and was abandoned",
+        StatusCode::SERVICE_UNAVAILABLE if bare => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the request took too long and was abandoned; retry later",
         ),
         _ => resp,
     }
@@ -150,15 +158,24 @@ pub async fn serve(
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1 only (every client here speaks it): no protocol sniffing, which would wait for
+    // bytes without a timer, and the header-read timeout runs from the first moment.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = open.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -178,13 +195,14 @@ pub async fn serve(
                 req
             });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -97,11 +97,11 @@ async fn an_oversized_body_is_413_json_with_or_without_a_length() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_request_that_takes_too_long_is_408_json() {
+async fn a_request_that_takes_too_long_is_503_json() {
     let (url, _stop, _task) = start(app(), Limits::default()).await;
     let (status, body) = json(reqwest::get(format!("{url}/slow")).await.unwrap()).await;
-    assert_eq!(status, 408);
-    assert_eq!(body["error"], "Request Timeout");
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "Service Unavailable");
 }
 
 #[tokio::test]
@@ -220,4 +220,77 @@ async fn a_stop_finishes_requests_in_flight_and_refuses_new_ones() {
         .expect("serve returned")
         .unwrap()
         .unwrap();
+}
+
+/// A client that connects and sends nothing at all is let go too (no protocol sniffing waits
+/// without a timer).
+#[tokio::test(start_paused = true)]
+async fn a_client_that_sends_nothing_is_disconnected() {
+    let (url, _stop, _task) = start(app(), Limits::default()).await;
+    for first in [&b""[..], b"P"] {
+        let mut tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        tcp.write_all(first).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = tcp.read_to_end(&mut buf).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{first:?}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// A kept-alive connection that goes quiet after its request is closed after the header-read
+/// timeout: it holds no slot forever.
+#[tokio::test(start_paused = true)]
+async fn an_idle_kept_alive_connection_is_closed() {
+    let (url, _stop, _task) = start(app(), Limits::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tcp.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = tcp.read_to_end(&mut buf).await;
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The connection cap: beyond it, connections wait to be accepted instead of exhausting the
+/// process's file descriptors.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_to_be_accepted() {
+    let limits = Limits {
+        connections: 2,
+        ..Limits::default()
+    };
+    let (url, _stop, _task) = start(app(), limits).await;
+    let addr = url.trim_start_matches("http://").to_string();
+    let _a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The third connects (the kernel's backlog) but is not served while two are open.
+    let third = tokio::time::timeout(
+        Duration::from_millis(300),
+        reqwest::get(format!("{url}/echo")),
+    )
+    .await;
+    assert!(third.is_err(), "served beyond the cap");
+    drop((_a, _b));
+    let served = reqwest::Client::new()
+        .post(format!("{url}/echo"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
 }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// The `credential_process` output (version 1).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The `credential_process` output (version 1). Its `Debug` shows the key id and expiry only.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ProcessCredentials {
     /// Always 1.
@@ -28,6 +28,18 @@ pub struct ProcessCredentials {
     pub session_token: String,
     /// ISO-8601 expiry.
     pub expiration: String,
+}
+
+impl std::fmt::Debug for ProcessCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessCredentials")
+            .field("version", &self.version)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"** redacted **")
+            .field("session_token", &"** redacted **")
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -136,10 +148,11 @@ pub async fn credentials(
     }
 }
 
-/// The cache directory, its entry and the lock, held while this value lives.
+/// The cache directory, its entry and the lock, held while this value lives. Without the lock
+/// (another invocation held it past [`LOCK_TIMEOUT`]) the entry is read, never written.
 struct Cache {
     entry: PathBuf,
-    _lock: std::fs::File,
+    lock: Option<std::fs::File>,
 }
 
 impl Cache {
@@ -156,8 +169,9 @@ impl Cache {
             let locked = lock.lock().map(|()| lock);
             let _ = tx.send(locked);
         });
+        let entry = dir.join(format!("credential-process-{key}.json"));
         let lock = match tokio::time::timeout(LOCK_TIMEOUT, rx).await {
-            Ok(Ok(Ok(lock))) => lock,
+            Ok(Ok(Ok(lock))) => Some(lock),
             Ok(Ok(Err(e))) => return Err(cache_err(&lock_path)(e)),
             Ok(Err(_)) => {
                 return Err(cache_err(&lock_path)(std::io::Error::other(
@@ -165,19 +179,11 @@ impl Cache {
                 )));
             }
             Err(_) => {
-                return Err(cache_err(&lock_path)(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "another invocation held the lock for {} s",
-                        LOCK_TIMEOUT.as_secs()
-                    ),
-                )));
+                tracing::warn!(lock = %lock_path.display(), waited_s = LOCK_TIMEOUT.as_secs(), "another invocation holds the credential cache lock; reading the cache without it (nothing is written)");
+                None
             }
         };
-        Ok(Self {
-            entry: dir.join(format!("credential-process-{key}.json")),
-            _lock: lock,
-        })
+        Ok(Self { entry, lock })
     }
 
     fn read(&self) -> Option<CacheEntry> {
@@ -211,6 +217,9 @@ impl Cache {
         creds: &ProcessCredentials,
         now: SystemTime,
     ) -> Result<(), CredentialProcessError> {
+        if self.lock.is_none() {
+            return Ok(());
+        }
         let entry = CacheEntry {
             credentials: creds.clone(),
             obtained_at: crate::iso8601(now),
@@ -288,4 +297,23 @@ fn to_process(c: &Credentials) -> Result<ProcessCredentials, CredentialProcessEr
             .to_string(),
         expiration: crate::iso8601(c.expiry().ok_or(CredentialProcessError::Incomplete)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let c = ProcessCredentials {
+            version: 1,
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: "secret-key-value".into(),
+            session_token: "session-token-value".into(),
+            expiration: "2030-01-01T00:00:00Z".into(),
+        };
+        let text = format!("{c:?}");
+        assert!(text.contains("ASIAEXAMPLE"));
+        assert!(!text.contains("secret-key-value") && !text.contains("session-token-value"));
+    }
 }

@@ -62,7 +62,7 @@ pub fn router(provider: EntraCredentialsProvider, auth: AuthToken) -> axum::Rout
         }))
 }
 
-/// Errors from the server's limits (413, 408, a panic's 500) in the endpoint's error shape.
+/// Errors from the server's limits (413, a timeout's 503, a panic's 500) in the endpoint's error shape.
 fn limit_error(status: StatusCode, message: &str) -> Response {
     error(
         status,

@@ -69,7 +69,7 @@ pub fn harden(router: Router) -> Router {
     server_kit::harden(router, &server_kit::Limits::default(), limit_error)
 }
 
-/// Errors from the server's limits (413, 408, a panic's 500) as `{error, message}`.
+/// Errors from the server's limits (413, a timeout's 503, a panic's 500) as `{error, message}`.
 fn limit_error(status: StatusCode, message: &str) -> Response {
     error(
         status,
