@@ -393,7 +393,11 @@ impl StsClient {
 
 fn parse_success(body: &str) -> Result<AssumedRole, StsError> {
     let parsed: AssumeResponse = quick_xml::de::from_str(body).map_err(|e| {
-        StsError::InvalidResponse(format!("not an AssumeRoleWithWebIdentityResponse ({e})"))
+        // The parser quotes the offending input: keep the message short (the body can be 1 MiB).
+        let reason: String = e.to_string().chars().take(200).collect();
+        StsError::InvalidResponse(format!(
+            "not an AssumeRoleWithWebIdentityResponse ({reason})"
+        ))
     })?;
     let c = parsed.assume_role_with_web_identity_result.credentials;
     let expires_at = aws_smithy_types::DateTime::from_str(
@@ -477,6 +481,15 @@ pub fn valid_session_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unparseable answer is a short error, never the body quoted back (found by the body-limit
+    /// tests: the parser's message quoted all 4 MiB).
+    #[test]
+    fn an_unparseable_answer_is_not_quoted_whole() {
+        let body = "a".repeat(100_000);
+        let e = parse_success(&body).unwrap_err().to_string();
+        assert!(e.len() < 400, "{} bytes: {}", e.len(), &e[..200]);
+    }
 
     /// A 429 is throttling whatever its body: a proxy or load balancer in front of STS may answer
     /// with plain text or HTML instead of STS's XML.
