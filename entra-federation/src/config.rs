@@ -462,13 +462,18 @@ impl Builder {
             }
             .build()?,
         };
-        // The identity hops never go through a proxy, whatever client the caller supplied.
-        let identity_http = HttpSettings {
-            extra_root_ca: self.root_ca.clone(),
-            no_proxy: true,
-            ..Default::default()
-        }
-        .build()?;
+        // The identity hops never go through a proxy, whatever client the caller supplied; when
+        // they are plain http (as in Azure), their client loads no TLS roots.
+        let root_ca = self.root_ca.clone();
+        let identity_http = move |url: &Url| {
+            HttpSettings {
+                extra_root_ca: root_ca.clone(),
+                no_proxy: true,
+                plain_http_only: url.scheme() == "http",
+                ..Default::default()
+            }
+            .build()
+        };
         let resource = self
             .resource
             .unwrap_or_else(|| exchange_resource_for(&authority).to_string());
@@ -480,12 +485,13 @@ impl Builder {
             SourceChoice::TokenFile(path) => Arc::new(TokenFileSource::new(path)),
             SourceChoice::AppService { endpoint, header } => {
                 let url = checked_url("IDENTITY_ENDPOINT", &endpoint, self.allow_http)?;
+                let http = identity_http(&url)?;
                 Arc::new(AppServiceSource::new(
                     url,
                     header,
                     self.managed_identity.clone(),
                     resource.clone(),
-                    identity_http,
+                    http,
                     clock.clone(),
                 ))
             }
@@ -495,11 +501,12 @@ impl Builder {
                     &endpoint,
                     self.allow_http,
                 )?;
+                let http = identity_http(&url)?;
                 Arc::new(ImdsSource::new(
                     url,
                     self.managed_identity.clone(),
                     resource.clone(),
-                    identity_http,
+                    http,
                     clock.clone(),
                 ))
             }

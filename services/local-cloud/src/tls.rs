@@ -83,6 +83,8 @@ impl Tls {
             let Ok((tcp, _peer)) = listener.accept().await else {
                 continue;
             };
+            // The handshake's small flights must not wait for delayed ACKs (Nagle): a 40 ms stall.
+            let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
             let app = app.clone();
             let header_read_timeout = crate::limits().header_read_timeout;

@@ -188,6 +188,9 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Answers are small and written whole: Nagle's algorithm would only hold the last
+        // segment back for the peer's delayed ACK (a 40 ms stall).
+        let _ = stream.set_nodelay(true);
         let service = app
             .clone()
             .map_request(move |mut req: Request<hyper::body::Incoming>| {
