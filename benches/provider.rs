@@ -1,14 +1,61 @@
-//! `provide_credentials` latency: the cached path (what every AWS SDK request pays), and a cold
-//! provider running the whole chain against the local cloud on loopback.
+//! `provide_credentials` latency: the cached path (what every AWS SDK request pays) beside its
+//! comparator, the identity cache the AWS SDK for Rust puts in front of a provider
+//! (`IdentityCache::lazy()`, driven through its public API, serving the same credentials), with
+//! one caller and with eight at once; allocations per cached call, counted process-wide; and a
+//! cold provider running the whole chain against the local cloud on loopback.
 //!
-//! `cargo bench -p benches`
+//! `cargo bench -p benches --bench provider` (or `scripts/bench`, which also writes BENCHMARKS.md)
 
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
+use aws_smithy_async::time::SharedTimeSource;
+use aws_smithy_runtime::client::identity::IdentityCache;
+use aws_smithy_runtime_api::client::identity::{ResolveCachedIdentity, SharedIdentityResolver};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
+use aws_smithy_types::config_bag::ConfigBag;
 use criterion::{Criterion, criterion_group, criterion_main};
 use entra_federation::{Builder, EntraCredentialsProvider};
 use futures::FutureExt;
 use local_cloud::LocalCloud;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counts every allocation in the process, so the cached path's "no allocation" is measured, not
+/// assumed.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations per call of `f`, over `n` calls on this thread (the process is otherwise idle:
+/// the runtime's workers are parked).
+fn allocations_per_call(n: u64, mut f: impl FnMut()) -> f64 {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..n {
+        f();
+    }
+    (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / n as f64
+}
 
 fn provider(env: &HashMap<String, String>) -> EntraCredentialsProvider {
     let env = env.clone();
@@ -33,6 +80,56 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| warm.provide_credentials())
     });
 
+    // The comparator: the SDK's lazy identity cache over the same (warm) provider.
+    let sdk_cache = IdentityCache::lazy().build();
+    let resolver = SharedIdentityResolver::new(SharedCredentialsProvider::new(warm.clone()));
+    let components = RuntimeComponentsBuilder::for_tests()
+        .with_time_source(Some(SharedTimeSource::default()))
+        .with_sleep_impl(Some(SharedAsyncSleep::new(TokioSleep::new())))
+        .build()
+        .expect("runtime components");
+    let bag = ConfigBag::base();
+    rt.block_on(async {
+        sdk_cache
+            .resolve_cached_identity(resolver.clone(), &components, &bag)
+            .await
+    })
+    .expect("the SDK cache loads");
+    c.bench_function("sdk_identity_cache/cached", |b| {
+        b.to_async(&rt)
+            .iter(|| sdk_cache.resolve_cached_identity(resolver.clone(), &components, &bag))
+    });
+
+    // The SDK's cache makes its load-timeout sleep when called: inside a runtime's context.
+    let entered = rt.enter();
+    let ours = allocations_per_call(10_000, || {
+        let c = warm
+            .provide_credentials()
+            .now_or_never()
+            .expect("ready")
+            .expect("credentials");
+        std::hint::black_box(c);
+    });
+    let theirs = allocations_per_call(10_000, || {
+        let id = sdk_cache
+            .resolve_cached_identity(resolver.clone(), &components, &bag)
+            .now_or_never()
+            .expect("ready")
+            .expect("identity");
+        std::hint::black_box(id);
+    });
+    drop(entered);
+    println!(
+        "allocations per cached call: provide_credentials {ours}, sdk_identity_cache {theirs}"
+    );
+    let home = std::env::var("CRITERION_HOME").unwrap_or_else(|_| "target/criterion".into());
+    std::fs::create_dir_all(&home).ok();
+    std::fs::write(
+        format!("{home}/allocations.json"),
+        format!("{{\"provide_credentials\": {ours}, \"sdk_identity_cache\": {theirs}}}\n"),
+    )
+    .ok();
+
     // Eight threads calling at once (on two cores): the time for each of them to make one call,
     // so the figure is comparable with the single-caller one above.
     let contended = warm.clone();
@@ -52,6 +149,37 @@ fn bench(c: &mut Criterion) {
                                     .expect("cached: ready on the first poll")
                                     .expect("credentials");
                                 std::hint::black_box(creds);
+                            }
+                            began.elapsed()
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().expect("caller thread"))
+                    .max()
+                    .expect("eight threads")
+            })
+        })
+    });
+
+    // The same eight threads through the SDK's cache.
+    c.bench_function("sdk_identity_cache/cached_8_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                let runs: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let _entered = rt.enter();
+                            start.wait();
+                            let began = std::time::Instant::now();
+                            for _ in 0..iters {
+                                let id = sdk_cache
+                                    .resolve_cached_identity(resolver.clone(), &components, &bag)
+                                    .now_or_never()
+                                    .expect("cached: ready on the first poll")
+                                    .expect("identity");
+                                std::hint::black_box(id);
                             }
                             began.elapsed()
                         })

@@ -1,7 +1,8 @@
 //! Downstream token validation (what the weather API pays per request): an agent token checked
-//! for signature (RS256, key by kid from a cached JWKS), claims and policy.
+//! for signature (RS256, key by kid from a cached JWKS), claims and policy; beside its floor, a
+//! bare aws-lc-rs RSA-2048 PKCS#1 v1.5 SHA-256 check of the same token's signature.
 //!
-//! `cargo bench -p benches --bench validator`
+//! `cargo bench -p benches --bench validator` (or `scripts/bench`)
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use entra_federation::validate::{KindPolicy, Policy, TokenValidator, ValidatorConfig};
@@ -42,6 +43,53 @@ fn bench(c: &mut Criterion) {
     rt.block_on(validator.validate(&token)).expect("valid");
     c.bench_function("validate/agent_token_rs256", |b| {
         b.to_async(&rt).iter(|| validator.validate(&token))
+    });
+
+    // The floor: the same signature, checked with the same key and nothing else.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signed, signature) = token.rsplit_once('.').expect("a JWT");
+    let header: serde_json::Value =
+        serde_json::from_slice(&b64.decode(signed.split('.').next().unwrap()).unwrap()).unwrap();
+    let jwks: serde_json::Value = rt.block_on(async {
+        reqwest::get(format!(
+            "{}/{}/discovery/keys",
+            cloud.http_url(),
+            ids::TENANT_ID
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    });
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the token's key");
+    let (n, e) = (
+        b64.decode(key["n"].as_str().unwrap()).unwrap(),
+        b64.decode(key["e"].as_str().unwrap()).unwrap(),
+    );
+    let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
+    let signature = b64.decode(signature).unwrap();
+    public
+        .verify(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            signed.as_bytes(),
+            &signature,
+        )
+        .expect("the floor verifies the same signature");
+    c.bench_function("validate/floor_rsa2048_verify", |b| {
+        b.iter(|| {
+            public.verify(
+                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                signed.as_bytes(),
+                &signature,
+            )
+        })
     });
 }
 
