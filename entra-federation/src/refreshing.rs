@@ -19,9 +19,10 @@ use crate::clock::{Clock, unix_seconds};
 use crate::error::Error;
 use crate::refresh::{Cached, MANDATORY_WINDOW, Phase, Rule};
 use crate::retry::{Backoff, Jitter};
+use arc_swap::ArcSwap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
@@ -80,7 +81,10 @@ pub(crate) struct RefreshingCache<R: Resolve> {
 struct Core<R: Resolve> {
     resolver: R,
     settings: Settings,
-    snapshot: RwLock<Snapshot<R::Value>>,
+    /// Read without a lock (the cached path: no shared write, so eight threads calling at once
+    /// do not fight over a lock word); replaced whole by `record`, under `writer`.
+    snapshot: ArcSwap<Snapshot<R::Value>>,
+    writer: Mutex<()>,
     /// The attempt in flight: its number, when it started, and where its outcome will appear.
     inflight: Mutex<Option<Inflight<R::Value>>>,
     /// How many attempts have been recorded; the background task listens to it.
@@ -89,11 +93,13 @@ struct Core<R: Resolve> {
     failures: AtomicU64,
 }
 
+#[derive(Clone)]
 struct Snapshot<V> {
     value: Option<Cached<V>>,
     failure: Option<Failure>,
 }
 
+#[derive(Clone)]
 struct Failure {
     error: Arc<Error>,
     retry_not_before: SystemTime,
@@ -111,10 +117,11 @@ impl<R: Resolve> RefreshingCache<R> {
             core: Arc::new(Core {
                 resolver,
                 settings,
-                snapshot: RwLock::new(Snapshot {
+                snapshot: ArcSwap::from_pointee(Snapshot {
                     value: None,
                     failure: None,
                 }),
+                writer: Mutex::new(()),
                 inflight: Mutex::new(None),
                 recorded: watch::Sender::new(0),
                 background: Mutex::new(None),
@@ -131,8 +138,16 @@ impl<R: Resolve> RefreshingCache<R> {
     /// fresh. In the refresh window it also starts the refresh.
     pub fn cached(&self) -> Option<Outcome<R::Value>> {
         let core = &self.core;
-        let now = core.settings.clock.now();
         let snap = core.read();
+        // The common case, cheaply: far from the refresh point, a clock that lags by a few
+        // milliseconds cannot change the answer (Fresh ends minutes before the expiry).
+        if let Some(c) = &snap.value {
+            let coarse = core.settings.clock.now_coarse();
+            if coarse < c.refresh_at && coarse + MANDATORY_WINDOW < c.expires_at {
+                return Some(Ok(c.value.clone()));
+            }
+        }
+        let now = core.settings.clock.now();
         let in_backoff = snap.in_backoff(now);
         match &snap.value {
             Some(c) => match c.phase(now) {
@@ -300,8 +315,8 @@ impl<R: Resolve> Drop for ClearInflight<R> {
 }
 
 impl<R: Resolve> Core<R> {
-    fn read(&self) -> RwLockReadGuard<'_, Snapshot<R::Value>> {
-        self.snapshot.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> arc_swap::Guard<Arc<Snapshot<R::Value>>> {
+        self.snapshot.load()
     }
 
     /// How old an attempt in flight may be before it is presumed dead: its deadline, plus a
@@ -404,7 +419,8 @@ impl<R: Resolve> Core<R> {
     fn record(&self, result: Result<Resolved<R::Value>, Error>) -> Outcome<R::Value> {
         let s = &self.settings;
         let now = s.clock.now();
-        let mut snap = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        let writing = lock(&self.writer);
+        let mut snap = Snapshot::clone(&self.snapshot.load());
         let error = match result {
             Ok(new) if now + MANDATORY_WINDOW < new.expires_at => {
                 snap.value = Some(Cached::jittered(
@@ -415,7 +431,8 @@ impl<R: Resolve> Core<R> {
                     s.jitter.fraction(),
                 ));
                 snap.failure = None;
-                drop(snap);
+                self.snapshot.store(Arc::new(snap));
+                drop(writing);
                 self.recorded.send_modify(|n| *n += 1);
                 return Ok(new.value);
             }
@@ -480,7 +497,8 @@ impl<R: Resolve> Core<R> {
             retry_not_before: now + wait,
             consecutive,
         });
-        drop(snap);
+        self.snapshot.store(Arc::new(snap));
+        drop(writing);
         self.recorded.send_modify(|n| *n += 1);
         serving.map(|(v, _)| v).ok_or(error)
     }
