@@ -32,7 +32,7 @@ pub use jwks::{KeyCache, Version};
 pub use policy::{KindPolicy, Policy};
 
 use crate::clock::Clock;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use std::time::Duration;
 use url::Url;
@@ -318,14 +318,19 @@ impl TokenValidator {
     /// Validates a token and applies the policy.
     pub async fn validate(&self, token: &str) -> Result<ValidatedToken, ValidationError> {
         let inner = &*self.inner;
+        if token.split('.').count() != 3 {
+            return Err(ValidationError::Malformed(
+                "not a JWT (three dot-separated parts)".into(),
+            ));
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| ValidationError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
             return Err(ValidationError::Algorithm(format!("{:?}", header.alg)));
         }
         let kid = header.kid.clone().ok_or(ValidationError::NoKeyId)?;
-        // The version picks the metadata; it is read before verification only to choose keys and
-        // is checked again, verified, below.
+        // Parsed once: before verification only the version (which picks the keys) is used;
+        // the signature check below then covers the whole payload.
         let unverified: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|e| ValidationError::Malformed(e.to_string()))?;
         let version = match unverified.get("ver").and_then(|v| v.as_str()) {
@@ -366,36 +371,28 @@ impl TokenValidator {
             Version::V1 => &inner.v1_issuer,
             Version::V2 => &inner.v2_issuer,
         });
-        let mut v = Validation::new(Algorithm::RS256);
-        // Time (exp, nbf) is checked below against the library's clock, with the configured skew.
-        v.validate_nbf = false;
-        v.validate_aud = false; // checked below with a precise error
-        v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        v.validate_exp = false;
-        let data =
-            jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => ValidationError::Signature,
-                    jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
-                        ValidationError::MissingClaim(match c.as_str() {
-                            "exp" => "exp",
-                            "iss" => "iss",
-                            _ => "aud",
-                        })
-                    }
-                    other => ValidationError::Malformed(format!("{other:?}")),
-                }
-            })?;
-        for required in ["tid", "ver"] {
-            if data.claims.get(required).is_none() {
-                return Err(ValidationError::MissingClaim(if required == "tid" {
-                    "tid"
-                } else {
-                    "ver"
+        // The signature over `header.payload`, checked once; the payload parsed above is then
+        // the verified one (no second decode and parse).
+        let (message, signature) = token
+            .rsplit_once('.')
+            .ok_or_else(|| ValidationError::Malformed("not a JWT".into()))?;
+        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, Algorithm::RS256) {
+            Ok(true) => {}
+            Ok(false) => return Err(ValidationError::Signature),
+            Err(e) => return Err(ValidationError::Malformed(format!("{:?}", e.kind()))),
+        }
+        for required in ["exp", "iss", "aud", "tid", "ver"] {
+            if unverified.get(required).is_none() {
+                return Err(ValidationError::MissingClaim(match required {
+                    "exp" => "exp",
+                    "iss" => "iss",
+                    "aud" => "aud",
+                    "tid" => "tid",
+                    _ => "ver",
                 }));
             }
         }
-        let claims: AgentClaims = serde_json::from_value(data.claims)
+        let claims: AgentClaims = serde_json::from_value(unverified)
             .map_err(|e| ValidationError::Malformed(format!("claims: {e}")))?;
         let now = inner.config.clock.unix_seconds();
         let skew = inner.config.skew.as_secs();
