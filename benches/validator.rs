@@ -1,6 +1,7 @@
 //! Downstream token validation (what the weather API pays per request): an agent token checked
 //! for signature (RS256, key by kid from a cached JWKS), claims and policy; beside its floor, a
-//! bare aws-lc-rs RSA-2048 PKCS#1 v1.5 SHA-256 check of the same token's signature.
+//! bare aws-lc-rs RSA-2048 PKCS#1 v1.5 SHA-256 check of the same token's signature; and the same
+//! token repeated, answered from the verified-token cache.
 //!
 //! `cargo bench -p benches --bench validator` (or `scripts/bench`)
 
@@ -26,6 +27,9 @@ fn bench(c: &mut Criterion) {
         },
     );
     config.authority = format!("{}/", cloud.http_url()).parse().unwrap();
+    // A first-seen token every time: the verified-token cache off.
+    let cached_validator = TokenValidator::new(config.clone()).unwrap();
+    config.verified_cache = 0;
     let validator = TokenValidator::new(config).unwrap();
     let now = entra_federation::clock::unix_seconds(std::time::SystemTime::now());
     let claims = serde_json::json!({
@@ -44,6 +48,15 @@ fn bench(c: &mut Criterion) {
     c.bench_function("validate/agent_token_rs256", |b| {
         b.to_async(&rt).iter(|| validator.validate(&token))
     });
+
+    // The same token again (what the weather API sees for up to an hour): a verified-cache hit,
+    // the policy applied.
+    rt.block_on(cached_validator.validate(&token))
+        .expect("valid");
+    c.bench_function("validate/agent_token_repeat_cached", |b| {
+        b.to_async(&rt).iter(|| cached_validator.validate(&token))
+    });
+    assert!(cached_validator.verified_cache_hits() > 0);
 
     // The floor: the same signature, checked with the same key and nothing else.
     use base64::Engine;

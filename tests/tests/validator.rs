@@ -990,3 +990,79 @@ async fn both_forms_of_the_apis_audience_are_accepted() {
         ));
     }
 }
+
+// ---- The verified-token cache (issue 13 point 3) ----
+
+/// A repeated token is answered from the cache, and the policy still decides: a token the policy
+/// refuses is refused again, from the cache too.
+#[tokio::test]
+async fn a_repeated_token_is_answered_from_the_verified_cache_under_the_policy() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let token = sign(&cloud, &app_claims());
+    let first = v.validate(&token).await.unwrap();
+    let again = v.validate(&token).await.unwrap();
+    assert_eq!(v.verified_cache_hits(), 1);
+    assert_eq!(first.claims, again.claims);
+    let stranger = sign(
+        &cloud,
+        &with(
+            app_claims(),
+            "appid",
+            json!("00000000-0000-0000-0000-00000000dead"),
+        ),
+    );
+    let refusal = refused(&v, &stranger).await;
+    assert!(
+        matches!(refusal, ValidationError::AppNotAllowed(_)),
+        "{refusal}"
+    );
+    assert_eq!(
+        refused(&v, &stranger).await,
+        refusal,
+        "the same answer from the cache"
+    );
+    assert_eq!(v.verified_cache_hits(), 2);
+}
+
+/// A cached token ends with its `exp` (plus the allowed skew), as an uncached one does.
+#[tokio::test(start_paused = true)]
+async fn a_cached_token_ends_with_its_exp() {
+    let clock = entra_federation::Clock::tokio_driven();
+    let cloud = cloud_with(local_cloud::Registry::tutorial_default(), clock.clone()).await;
+    let mut config = app_only_config(ids::TENANT_ID);
+    config.authority = format!("{}/", cloud.https_url()).parse().unwrap();
+    config.root_ca = Some(cloud.ca_file().to_path_buf());
+    config.clock = clock.clone();
+    let v = TokenValidator::new(config).unwrap();
+    let t = clock.unix_seconds() as i64;
+    let token = sign(
+        &cloud,
+        &with(with(app_claims(), "iat", json!(t)), "exp", json!(t + 600)),
+    );
+    v.validate(&token).await.unwrap();
+    v.validate(&token).await.unwrap();
+    assert_eq!(v.verified_cache_hits(), 1);
+    tokio::time::sleep(std::time::Duration::from_secs(600 + 300 + 2)).await;
+    assert_eq!(refused(&v, &token).await, ValidationError::Expired);
+    assert_eq!(v.verified_cache_hits(), 1);
+}
+
+/// A cached token ends with the key that verified it: once the authority no longer publishes
+/// that key, the token is refused.
+#[tokio::test]
+async fn a_cached_token_ends_with_the_key_that_verified_it() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let token = sign(&cloud, &app_claims());
+    v.validate(&token).await.unwrap();
+    for _ in 0..3 {
+        cloud.state().tenant_keys.write().unwrap().rotate().unwrap();
+    }
+    v.keys().refresh(false).await;
+    assert!(
+        matches!(refused(&v, &token).await, ValidationError::UnknownKey(_)),
+        "the retired key's token is refused"
+    );
+    assert_eq!(v.verified_cache_hits(), 0);
+}

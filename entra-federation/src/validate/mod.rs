@@ -27,6 +27,7 @@
 
 mod jwks;
 mod policy;
+mod verified;
 
 pub use jwks::{KeyCache, Version};
 pub use policy::{KindPolicy, Policy};
@@ -54,6 +55,10 @@ pub struct ValidatorConfig {
     pub root_ca: Option<std::path::PathBuf>,
     /// How often the keys are refreshed (default 12 h, as Microsoft.IdentityModel).
     pub refresh_interval: Duration,
+    /// How many verified tokens are kept so that a repeated token skips the signature check
+    /// (default 4096; 0 turns the cache off). An entry ends with its token's `exp` or with the
+    /// key that verified it; the policy is applied on every use.
+    pub verified_cache: usize,
     /// The clock.
     pub clock: Clock,
 }
@@ -69,6 +74,7 @@ impl ValidatorConfig {
             skew: Duration::from_secs(300),
             root_ca: None,
             refresh_interval: Duration::from_secs(12 * 3600),
+            verified_cache: 4096,
             clock: Clock::system(),
         }
     }
@@ -246,6 +252,7 @@ struct Inner {
     v2_issuer: String,
     /// The configured audiences in both forms: `api://<client id>` and `<client id>`.
     audiences: Vec<String>,
+    verified: verified::VerifiedCache,
 }
 
 impl TokenValidator {
@@ -284,6 +291,7 @@ impl TokenValidator {
         let v1_issuer = format!("https://sts.windows.net/{tenant}/");
         let v2_issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
         let audiences = both_audience_forms(&config.audiences);
+        let verified = verified::VerifiedCache::new(config.verified_cache);
         Ok(Self {
             inner: std::sync::Arc::new(Inner {
                 config,
@@ -291,6 +299,7 @@ impl TokenValidator {
                 v1_issuer,
                 v2_issuer,
                 audiences,
+                verified,
             }),
         })
     }
@@ -298,6 +307,11 @@ impl TokenValidator {
     /// The key cache (for tests and metrics).
     pub fn keys(&self) -> &KeyCache {
         &self.inner.keys
+    }
+
+    /// Validations answered from the verified-token cache (for tests and metrics).
+    pub fn verified_cache_hits(&self) -> u64 {
+        self.inner.verified.hits()
     }
 
     /// Validates an `Authorization` header value (`Bearer <token>`).
@@ -322,6 +336,16 @@ impl TokenValidator {
             return Err(ValidationError::Malformed(
                 "not a JWT (three dot-separated parts)".into(),
             ));
+        }
+        // A token verified before (by a key still in use, not expired): only the policy again.
+        let digest = verified::digest(token);
+        let now = inner.config.clock.unix_seconds();
+        let skew = inner.config.skew.as_secs();
+        if let Some(claims) = inner
+            .verified
+            .get(&digest, now, skew, &inner.keys.current())
+        {
+            return authorize(&inner.config.policy, claims);
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| ValidationError::Malformed(e.to_string()))?;
@@ -361,7 +385,7 @@ impl TokenValidator {
                 }
                 let key = refreshed
                     .get(version, &kid)
-                    .ok_or(ValidationError::UnknownKey(kid))?;
+                    .ok_or_else(|| ValidationError::UnknownKey(kid.clone()))?;
                 (key, refreshed)
             }
         };
@@ -394,9 +418,7 @@ impl TokenValidator {
         }
         let claims: AgentClaims = serde_json::from_value(unverified)
             .map_err(|e| ValidationError::Malformed(format!("claims: {e}")))?;
-        let now = inner.config.clock.unix_seconds();
-        let skew = inner.config.skew.as_secs();
-        if claims.exp + skew < now {
+        if claims.exp.saturating_add(skew) < now {
             return Err(ValidationError::Expired);
         }
         if claims.nbf.is_some_and(|nbf| nbf > now + skew) {
@@ -414,6 +436,17 @@ impl TokenValidator {
         if !inner.audiences.contains(&claims.aud) {
             return Err(ValidationError::Audience(claims.aud));
         }
+        inner.verified.put(
+            digest,
+            verified::Entry {
+                claims: claims.clone(),
+                version,
+                kid,
+                key,
+            },
+            now,
+            skew,
+        );
         authorize(&inner.config.policy, claims)
     }
 }
