@@ -134,7 +134,8 @@ fn bench(c: &mut Criterion) {
     println!(
         "allocations per cached call: provide_credentials {ours}, sdk_identity_cache {theirs}"
     );
-    let home = std::env::var("CRITERION_HOME").unwrap_or_else(|_| "target/criterion".into());
+    let home = std::env::var("CRITERION_HOME")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion").into());
     std::fs::create_dir_all(&home).ok();
     std::fs::write(
         format!("{home}/allocations.json"),

@@ -69,7 +69,7 @@ out("## In process (criterion)")
 out("")
 out("| what | ours | comparator | ratio | target |")
 out("|---|---|---|---|---|")
-out(row("cached credentials, one caller: `provide_credentials` vs the SDK's `IdentityCache::lazy()` over the same provider", "provide_credentials/cached", "sdk_identity_cache/cached", "≤ 0.2×"))
+out(row("cached credentials, one caller: `provide_credentials` vs the SDK's `IdentityCache::lazy()` over the same provider (a component figure: inside an SDK client both are stacked, the SDK's cache in front; ours is what a direct caller pays, and what the SDK's cache pays on its misses)", "provide_credentials/cached", "sdk_identity_cache/cached", "≤ 0.2×"))
 out(row("cached credentials, 8 threads at once (time for each to make one call)", "provide_credentials/cached_8_threads", "sdk_identity_cache/cached_8_threads", "≤ 0.2×"))
 out(row("validation of an agent token vs a bare aws-lc-rs RSA-2048 check of its signature (the floor)", "validate/agent_token_rs256", "validate/floor_rsa2048_verify", "≤ 1.5×"))
 out(row("a repeated agent token (verified-token cache hit, policy applied)", "validate/agent_token_repeat_cached", None, "≤ 2 µs"))
@@ -92,7 +92,7 @@ try:
     for r in cold:
         out(f"| {r['command']} | {r['median'] * 1e3:.1f} ms | {r['min'] * 1e3:.1f}–{r['max'] * 1e3:.1f} ms | {r['median'] / tutorial:.3f}× |")
     out("")
-    out("Target: ours ≤ 30 ms and ≥ 20× faster. Ours is the release `token-refresher credential-process` with an empty cache; the tutorial's path is its refresher (standard-library Python, one iteration: `benches/python/tutorial_refresher.py`) writing the token file, then boto3 reading it and calling STS (`benches/python/boto3_first_credentials.py`).")
+    out("Target: ours ≤ 30 ms and ≥ 20× faster. Ours is the release `token-refresher credential-process` with an empty cache; the tutorial's path is its refresher (standard-library Python, one iteration: `benches/python/tutorial_refresher.py`) writing the token file, then boto3 reading it and calling STS (`benches/python/boto3_first_credentials.py`). Not symmetric: the comparator includes Python's start and `import boto3`, while the SDK that would run our `credential_process` is not timed; a boto3-on-both-sides run is still to do. The 14 ms needs this repository's `.cargo/config.toml` (no CPU jitter entropy in aws-lc); a build elsewhere pays about 30 ms more.")
 except (OSError, IndexError, KeyError):
     pass
 
@@ -104,19 +104,25 @@ try:
     out("")
     out("Each request: an agent token validated (signature, issuer, audience, expiry; ours also tenant, agent, Blueprint, role), then the weather for one city, JSON out. Ours keeps each city's answer for five minutes (a product feature) and repeated tokens in its verified-token cache; the tutorial's design calls Open-Meteo (the local cloud's emulation) every time. The third row gives the Python server the same city cache, to compare validation and serving alone. Servers, load generator and local cloud share the 2 cores.")
     out("")
-    out("| server | requests/s | p50 | p99 | non-2xx | RSS idle | RSS peak under load |")
+    out("| server | requests/s | p50 | p99 | non-2xx + socket errors | RSS idle | RSS peak under load |")
     out("|---|---|---|---|---|---|---|")
-    rows = [("weather-api (ours, release)", ours), ("tutorial design: Flask + PyJWT PyJWKClient", py)]
+    rows = [("weather-api (ours, release)", ours)]
+    if "weather_api_no_token_cache" in load:
+        rows.append(("weather-api with its verified-token cache off (an RSA check per request)", dict(load["weather_api_no_token_cache"], rss_idle_kib=0, rss_loaded_kib=0)))
+    rows.append(("tutorial design: Flask + PyJWT PyJWKClient", py))
     if "flask_pyjwt_city_cache" in load:
         rows.append(("the same Flask + PyJWT, with the same city cache", dict(load["flask_pyjwt_city_cache"], rss_idle_kib=0, rss_loaded_kib=0)))
     for name, r in rows:
         mib = lambda k: f"{k / 1024:.1f} MiB" if k else "–"
-        out(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['non_2xx']} | {mib(r['rss_idle_kib'])} | {mib(r['rss_loaded_kib'])} |")
+        out(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['non_2xx'] + r.get('socket_errors', 0)} | {mib(r['rss_idle_kib'])} | {mib(r['rss_loaded_kib'])} |")
     out("")
     extra = ""
     if "flask_pyjwt_city_cache" in load:
         extra = f", {ours['rps'] / max(load['flask_pyjwt_city_cache']['rps'], 1e-9):.1f}× the same server with the city cache"
-    out(f"Ratio of requests per second: **{ours['rps'] / max(py['rps'], 1e-9):.1f}×** the tutorial's design (target ≥ 60×){extra}; our p99 {ours['p99_ms']:.2f} ms (target < 2 ms); memory targets ≤ 15 MiB idle, ≤ 40 MiB loaded.")
+    if "weather_api_no_token_cache" in load:
+        nc = load["weather_api_no_token_cache"]
+        extra += f"; with our token cache off, {nc['rps'] / max(py['rps'], 1e-9):.1f}× the tutorial's design and {nc['rps'] / max(load['flask_pyjwt_city_cache']['rps'], 1e-9):.1f}× the Python server with the city cache (both sides checking RSA per request)"
+    out(f"Ratio of requests per second: **{ours['rps'] / max(py['rps'], 1e-9):.1f}×** the tutorial's design (target ≥ 60×){extra}; our p99 {ours['p99_ms']:.2f} ms (target < 2 ms); memory targets ≤ 15 MiB idle, ≤ 40 MiB loaded. wrk sends one token throughout, so with the cache on every request after the first is a verified-cache hit.")
 except (OSError, KeyError, ValueError):
     pass
 

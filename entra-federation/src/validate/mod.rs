@@ -436,18 +436,17 @@ impl TokenValidator {
         if !inner.audiences.contains(&claims.aud) {
             return Err(ValidationError::Audience(claims.aud));
         }
-        inner.verified.put(
-            digest,
-            verified::Entry {
-                claims: claims.clone(),
-                version,
-                kid,
-                key,
-            },
-            now,
-            skew,
-        );
-        authorize(&inner.config.policy, claims)
+        // Only tokens the policy admits are kept: any app of the tenant can get tokens for this
+        // audience, and refused ones must not take the places of the agents'.
+        let entry = verified::Entry {
+            claims: claims.clone(),
+            version,
+            kid,
+            key,
+        };
+        let validated = authorize(&inner.config.policy, claims)?;
+        inner.verified.put(digest, entry, now, skew);
+        Ok(validated)
     }
 }
 

@@ -93,6 +93,12 @@ impl WeatherConfig {
                 reason: e.to_string(),
             })?;
         }
+        if let Some(n) = get("WEATHER_API_VERIFIED_TOKEN_CACHE") {
+            validator.verified_cache = n.parse().map_err(|_| ConfigError::Invalid {
+                name: "WEATHER_API_VERIFIED_TOKEN_CACHE",
+                reason: "a whole number of tokens (0 turns the cache off)".into(),
+            })?;
+        }
         validator.root_ca = get("ENTRA_FEDERATION_CA_FILE").map(Into::into);
         let url = |name: &'static str, default: &str| {
             let v = get(name).unwrap_or_else(|| default.to_string());
