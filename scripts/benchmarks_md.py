@@ -92,7 +92,7 @@ try:
     for r in cold:
         out(f"| {r['command']} | {r['median'] * 1e3:.1f} ms | {r['min'] * 1e3:.1f}–{r['max'] * 1e3:.1f} ms | {r['median'] / tutorial:.3f}× |")
     out("")
-    out("Target: ours ≤ 30 ms and ≥ 20× faster. Ours is the release `token-refresher credential-process` with an empty cache; the tutorial's path is its refresher (standard-library Python, one iteration: `benches/python/tutorial_refresher.py`) writing the token file, then boto3 reading it and calling STS (`benches/python/boto3_first_credentials.py`). Not symmetric: the comparator includes Python's start and `import boto3`, while the SDK that would run our `credential_process` is not timed; a boto3-on-both-sides run is still to do. The 14 ms needs this repository's `.cargo/config.toml` (no CPU jitter entropy in aws-lc); a build elsewhere pays about 30 ms more.")
+    out("Target: ours ≤ 30 ms and ≥ 20× faster. Ours is the release `token-refresher credential-process` with an empty cache; the tutorial's path is its refresher (standard-library Python, one iteration: `benches/python/tutorial_refresher.py`) writing the token file, then boto3 reading it and calling STS (`benches/python/boto3_first_credentials.py`). Not symmetric: the comparator includes Python's start and `import boto3`, while the SDK that would run our `credential_process` is not timed; a boto3-on-both-sides run is still to do. Our figure needs this repository's `.cargo/config.toml` (no CPU jitter entropy in aws-lc); a build elsewhere pays about 30 ms more.")
 except (OSError, IndexError, KeyError):
     pass
 
@@ -102,7 +102,7 @@ try:
     out("")
     out(f"## weather-api under load (wrk, 2 threads, 64 connections, {load['duration']}), and memory")
     out("")
-    out("Each request: an agent token validated (signature, issuer, audience, expiry; ours also tenant, agent, Blueprint, role), then the weather for one city, JSON out. Ours keeps each city's answer for five minutes (a product feature) and repeated tokens in its verified-token cache; the tutorial's design calls Open-Meteo (the local cloud's emulation) every time. The third row gives the Python server the same city cache, to compare validation and serving alone. Servers, load generator and local cloud share the 2 cores.")
+    out("Each request: an agent token validated (signature, issuer, audience, expiry; ours also tenant, agent, Blueprint, role), then the weather for one city, JSON out. Ours keeps each city's answer for five minutes (a product feature) and repeated tokens in its verified-token cache; the tutorial's design calls Open-Meteo (the local cloud's emulation) every time. The second row turns our token cache off (an RSA check per request, as PyJWT does); the last gives the Python server the same city cache, to compare validation and serving alone. Servers, load generator and local cloud share the 2 cores.")
     out("")
     out("| server | requests/s | p50 | p99 | non-2xx + socket errors | RSS idle | RSS peak under load |")
     out("|---|---|---|---|---|---|---|")
