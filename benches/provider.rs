@@ -57,6 +57,35 @@ fn allocations_per_call(n: u64, mut f: impl FnMut()) -> f64 {
     (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / n as f64
 }
 
+/// Eight threads (inside `rt`'s context, which the SDK's cache needs) each making `iters` calls of
+/// `call` at once, released by a barrier: the slowest thread's time.
+fn eight_threads(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    call: impl Fn() + Sync,
+) -> std::time::Duration {
+    let start = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let _entered = rt.enter();
+                    start.wait();
+                    let began = std::time::Instant::now();
+                    for _ in 0..iters {
+                        call();
+                    }
+                    began.elapsed()
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("caller thread"))
+            .max()
+            .expect("eight threads")
+    })
+}
+
 fn provider(env: &HashMap<String, String>) -> EntraCredentialsProvider {
     let env = env.clone();
     Builder::from_env_fn(move |k| env.get(k).cloned())
@@ -148,60 +177,26 @@ fn bench(c: &mut Criterion) {
     let contended = warm.clone();
     c.bench_function("provide_credentials/cached_8_threads", |b| {
         b.iter_custom(|iters| {
-            let start = std::sync::Barrier::new(8);
-            std::thread::scope(|s| {
-                let runs: Vec<_> = (0..8)
-                    .map(|_| {
-                        s.spawn(|| {
-                            start.wait();
-                            let began = std::time::Instant::now();
-                            for _ in 0..iters {
-                                let creds = contended
-                                    .provide_credentials()
-                                    .now_or_never()
-                                    .expect("cached: ready on the first poll")
-                                    .expect("credentials");
-                                std::hint::black_box(creds);
-                            }
-                            began.elapsed()
-                        })
-                    })
-                    .collect();
-                runs.into_iter()
-                    .map(|r| r.join().expect("caller thread"))
-                    .max()
-                    .expect("eight threads")
+            eight_threads(&rt, iters, || {
+                let creds = contended
+                    .provide_credentials()
+                    .now_or_never()
+                    .expect("cached: ready on the first poll")
+                    .expect("credentials");
+                std::hint::black_box(creds);
             })
         })
     });
-
     // The same eight threads through the SDK's cache.
     c.bench_function("sdk_identity_cache/cached_8_threads", |b| {
         b.iter_custom(|iters| {
-            let start = std::sync::Barrier::new(8);
-            std::thread::scope(|s| {
-                let runs: Vec<_> = (0..8)
-                    .map(|_| {
-                        s.spawn(|| {
-                            let _entered = rt.enter();
-                            start.wait();
-                            let began = std::time::Instant::now();
-                            for _ in 0..iters {
-                                let id = sdk_cache
-                                    .resolve_cached_identity(resolver.clone(), &components, &bag)
-                                    .now_or_never()
-                                    .expect("cached: ready on the first poll")
-                                    .expect("identity");
-                                std::hint::black_box(id);
-                            }
-                            began.elapsed()
-                        })
-                    })
-                    .collect();
-                runs.into_iter()
-                    .map(|r| r.join().expect("caller thread"))
-                    .max()
-                    .expect("eight threads")
+            eight_threads(&rt, iters, || {
+                let id = sdk_cache
+                    .resolve_cached_identity(resolver.clone(), &components, &bag)
+                    .now_or_never()
+                    .expect("cached: ready on the first poll")
+                    .expect("identity");
+                std::hint::black_box(id);
             })
         })
     });
