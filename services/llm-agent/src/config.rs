@@ -67,6 +67,10 @@ pub struct AgentConfig {
     /// `X-Forwarded-For` (Container Apps, App Service), budget by that address instead of the
     /// ingress's (default false: the header is the client's to forge).
     pub chat_trust_x_forwarded_for: bool,
+    /// `BEDROCK_CLIENT_PER_REQUEST`: build a new Bedrock client for every chat, as the tutorial's
+    /// agent does (default false). For measuring that design only: each chat then pays a client
+    /// build and a new TLS connection to Bedrock (`scripts/bench` compares the two).
+    pub bedrock_client_per_request: bool,
 }
 
 impl AgentConfig {
@@ -109,17 +113,17 @@ impl AgentConfig {
         };
         let chat_rate_per_minute = positive("CHAT_RATE_PER_MINUTE", 20)?;
         let chat_max_concurrent = positive("CHAT_MAX_CONCURRENT", 8)? as usize;
-        let chat_trust_x_forwarded_for = match get("CHAT_TRUST_X_FORWARDED_FOR").as_deref() {
-            None | Some("0" | "false" | "no") => false,
-            Some("1" | "true" | "yes") => true,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "CHAT_TRUST_X_FORWARDED_FOR",
-                    value: other.to_string(),
-                    reason: "true or false".into(),
-                });
-            }
+        let flag = |name: &'static str| match get(name).as_deref() {
+            None | Some("0" | "false" | "no") => Ok(false),
+            Some("1" | "true" | "yes") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                value: other.to_string(),
+                reason: "true or false".into(),
+            }),
         };
+        let chat_trust_x_forwarded_for = flag("CHAT_TRUST_X_FORWARDED_FOR")?;
+        let bedrock_client_per_request = flag("BEDROCK_CLIENT_PER_REQUEST")?;
         Ok(Self {
             sidecar_url: url("SIDECAR_URL", "http://localhost:5000")?,
             weather_api_url: url("WEATHER_API_URL", "http://localhost:8080")?,
@@ -156,6 +160,7 @@ impl AgentConfig {
             chat_rate_per_minute,
             chat_max_concurrent,
             chat_trust_x_forwarded_for,
+            bedrock_client_per_request,
         })
     }
 }

@@ -38,6 +38,8 @@ struct App {
     config: AgentConfig,
     provider: EntraCredentialsProvider,
     bedrock: aws_sdk_bedrockruntime::Client,
+    /// Kept for `bedrock_client_per_request`.
+    bedrock_config: aws_sdk_bedrockruntime::Config,
     tool: WeatherTool,
     users: TokenValidator,
     status: tokio::sync::Mutex<Option<(Instant, Value)>>,
@@ -96,9 +98,11 @@ pub fn router(
     vc.authority = config.authority.clone();
     vc.root_ca = config.root_ca.clone();
     let users = TokenValidator::new(vc)?;
+    let bedrock_config = bedrock.build();
     let app = Arc::new(App {
         budget: spend::ChatBudget::new(config.chat_rate_per_minute, config.chat_max_concurrent),
-        bedrock: aws_sdk_bedrockruntime::Client::from_conf(bedrock.build()),
+        bedrock: aws_sdk_bedrockruntime::Client::from_conf(bedrock_config.clone()),
+        bedrock_config,
         config,
         provider,
         tool,
@@ -494,8 +498,17 @@ async fn chat(
             Value::Null,
             Outcome::Info,
         );
+        // The tutorial's design, kept only to be measured: a new client (and with it a new HTTP
+        // client, connection pool and TLS connection) per chat.
+        let per_request;
+        let bedrock = if app.config.bedrock_client_per_request {
+            per_request = aws_sdk_bedrockruntime::Client::from_conf(app.bedrock_config.clone());
+            &per_request
+        } else {
+            &app.bedrock
+        };
         match model::converse(
-            &app.bedrock,
+            bedrock,
             &app.config.bedrock_model,
             message,
             &app.tool,

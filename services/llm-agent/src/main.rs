@@ -3,15 +3,10 @@
 use entra_federation::EntraCredentialsProvider;
 use llm_agent::AgentConfig;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    server_kit::init_logging("info", false);
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -54,6 +54,9 @@ pub struct Entry {
     pub timestamp: String,
     /// Milliseconds since the previous entry.
     pub duration_ms: u64,
+    /// The same in microseconds (loopback hops take well under a millisecond; `scripts/bench`
+    /// sums these to show where a chat's time goes).
+    pub duration_us: u64,
     /// Outcome.
     pub outcome: Outcome,
 }
@@ -78,7 +81,9 @@ impl Trace {
     /// Records a step.
     pub fn step(&mut self, step: &str, message: impl Into<String>, data: Value, outcome: Outcome) {
         let now = Instant::now();
-        let duration_ms = now.duration_since(self.last).as_millis() as u64;
+        let elapsed = now.duration_since(self.last);
+        let duration_ms = elapsed.as_millis() as u64;
+        let duration_us = elapsed.as_micros() as u64;
         self.last = now;
         let message = message.into();
         tracing::info!(step, duration_ms, outcome = ?outcome, "{message}");
@@ -88,6 +93,7 @@ impl Trace {
             data,
             timestamp: rfc3339(SystemTime::now()),
             duration_ms,
+            duration_us,
             outcome,
         });
     }
@@ -151,5 +157,6 @@ mod tests {
         assert_eq!(e.len(), 2);
         assert!(e[0].timestamp.ends_with('Z'));
         assert_eq!(e[1].outcome, Outcome::Ok);
+        assert!(e[1].duration_us / 1000 == e[1].duration_ms, "{e:?}");
     }
 }

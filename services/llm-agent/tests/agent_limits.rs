@@ -732,3 +732,79 @@ async fn budgets_follow_x_forwarded_for_only_when_trusted() {
         "a forged header earns nothing"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Bedrock client: one for every chat, or (the tutorial's design, kept to be measured) a new one
+// per chat
+
+/// A TCP relay to `upstream` that counts the connections made through it.
+async fn counting_relay(upstream: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bedrock_client_serves_every_chat_unless_a_client_per_request_is_asked_for() {
+    let cloud = cloud().await;
+    let cloud_addr = cloud.http_url().trim_start_matches("http://").to_string();
+    for (setting, new_connections_per_chat) in [("false", 0), ("true", 1)] {
+        let (bedrock, connections) = counting_relay(cloud_addr.clone()).await;
+        let agent = agent(
+            &cloud,
+            &[
+                ("BEDROCK_CLIENT_PER_REQUEST", setting),
+                ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &bedrock),
+            ],
+        )
+        .await;
+        let body = json!({"message": "Weather in Dallas?", "llm_mode": "bedrock"});
+        // The first chat opens what the agent keeps (credentials, connections).
+        let (status, reply) = chat(&agent, body.clone()).await;
+        assert_eq!(status, 200, "{reply}");
+        let before = connections.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..3 {
+            let (status, reply) = chat(&agent, body.clone()).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+        assert_eq!(
+            connections.load(std::sync::atomic::Ordering::SeqCst) - before,
+            3 * new_connections_per_chat,
+            "new connections to Bedrock with BEDROCK_CLIENT_PER_REQUEST={setting}"
+        );
+    }
+}
+
+#[test]
+fn bedrock_client_per_request_must_be_true_or_false() {
+    let cloud_env = [
+        ("AGENT_APP_ID", "a"),
+        ("BLUEPRINT_APP_ID", "b"),
+        ("TENANT_ID", "t"),
+        ("BEDROCK_CLIENT_PER_REQUEST", "sometimes"),
+    ];
+    let e = AgentConfig::from_env_fn(|k| {
+        cloud_env
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "BEDROCK_CLIENT_PER_REQUEST='sometimes' is invalid: true or false"
+    );
+}

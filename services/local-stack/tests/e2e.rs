@@ -83,6 +83,8 @@ async fn every_mode_and_flow_answers_with_the_weather_and_a_full_trace() {
                 assert!(
                     e["timestamp"].as_str().unwrap().ends_with('Z')
                         && e["duration_ms"].is_u64()
+                        && e["duration_us"].as_u64().map(|us| us / 1000)
+                            == e["duration_ms"].as_u64()
                         && e["outcome"].is_string(),
                     "{e}"
                 );
