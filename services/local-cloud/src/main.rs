@@ -4,7 +4,6 @@ use clap::Parser;
 use local_cloud::{LocalCloud, Registry};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tracing_subscriber::EnvFilter;
 
 /// Local emulations of the Azure identity endpoints, Microsoft Entra and AWS STS.
 #[derive(Parser, Debug)]
@@ -32,11 +31,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    server_kit::init_logging("info", false);
     let args = Args::parse();
     if args.print_default_registry {
         println!(

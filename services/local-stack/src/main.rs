@@ -7,7 +7,6 @@ use local_stack::{StackOptions, scripted_chat, start};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 /// Runs the local cloud and the agent stack in one process.
 #[derive(Parser, Debug)]
@@ -41,11 +40,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .init();
+    server_kit::init_logging("warn", false);
     let args = Args::parse();
     // Before anything is announced: a stop right after start is a clean stop. (`--once` keeps
     // the default action: it has nothing to finish.)

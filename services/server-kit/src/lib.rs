@@ -24,6 +24,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod logging;
+pub use logging::{filter_from, init_logging};
+
 /// A server's limits.
 #[derive(Debug, Clone)]
 pub struct Limits {

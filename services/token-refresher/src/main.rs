@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use token_refresher::{ENV_HELP, credential_process, file_mode, serve};
-use tracing_subscriber::EnvFilter;
 
 /// Hands entra-federation's credentials to processes that are not Rust.
 ///
@@ -88,12 +87,7 @@ async fn main() -> ExitCode {
     } else {
         "info"
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
-        )
-        .init();
+    server_kit::init_logging(default, true);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,16 +1,11 @@
 //! `weather-api`: serves weather to Entra Agent ID callers on `PORT` (default 8080).
 
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 use weather_api::WeatherConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    server_kit::init_logging("info", false);
     // Before anything is announced: a stop right after start is a clean stop.
     let stop = server_kit::shutdown_signal();
     let config = match WeatherConfig::from_env() {
