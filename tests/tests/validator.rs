@@ -1052,6 +1052,28 @@ async fn a_cached_token_ends_with_its_exp() {
     assert_eq!(v.verified_cache_hits(), 1);
 }
 
+/// A refetch that publishes the same key (the periodic refresh, a refresh for another kid)
+/// keeps the tokens it verified.
+#[tokio::test]
+async fn a_refetch_that_publishes_the_same_key_keeps_its_verified_tokens() {
+    let cloud = cloud().await;
+    let v = default_validator(&cloud);
+    let token = sign(&cloud, &app_claims());
+    v.validate(&token).await.unwrap();
+    let fetched = cloud.counter("entra_jwks");
+    v.keys().refresh(false).await;
+    assert!(
+        cloud.counter("entra_jwks") > fetched,
+        "the keys were fetched again"
+    );
+    v.validate(&token).await.unwrap();
+    assert_eq!(
+        v.verified_cache_hits(),
+        1,
+        "the unchanged key still vouches for the token it verified"
+    );
+}
+
 /// A cached token ends with the key that verified it: once the authority no longer publishes
 /// that key, the token is refused.
 #[tokio::test]

@@ -23,17 +23,34 @@ pub enum Version {
 /// The keys of both versions at one moment.
 #[derive(Default)]
 pub struct Keys {
-    by_version: HashMap<Version, HashMap<String, Arc<DecodingKey>>>,
+    by_version: HashMap<Version, HashMap<String, SigningKey>>,
     /// The issuer each version's metadata names (a sovereign cloud's differs from the public one).
     issuers: HashMap<Version, String>,
     /// When they were fetched (`None`: never).
     pub fetched_at: Option<SystemTime>,
 }
 
+/// A published key, and the material it was built from (`n`, `e`): a refetch that publishes the
+/// same material keeps the same `Arc`, so what it verified stays verified.
+#[derive(Clone)]
+struct SigningKey {
+    key: Arc<DecodingKey>,
+    material: (String, String),
+}
+
 impl Keys {
     /// The key `kid` for `version`.
     pub fn get(&self, version: Version, kid: &str) -> Option<Arc<DecodingKey>> {
-        self.by_version.get(&version)?.get(kid).cloned()
+        Some(self.by_version.get(&version)?.get(kid)?.key.clone())
+    }
+
+    /// `kid`'s key for `version` if it was built from exactly `material`.
+    fn same(&self, version: Version, kid: &str, material: &(String, String)) -> Option<SigningKey> {
+        self.by_version
+            .get(&version)?
+            .get(kid)
+            .filter(|k| &k.material == material)
+            .cloned()
     }
 
     /// The issuer `version`'s metadata names, if it names one.
@@ -254,7 +271,8 @@ impl KeyCache {
         if let Some(reason) = crate::http::outside_runtime() {
             return Err(FetchError(reason.into()));
         }
-        let mut by_version: HashMap<Version, HashMap<String, Arc<DecodingKey>>> = HashMap::new();
+        let mut by_version: HashMap<Version, HashMap<String, SigningKey>> = HashMap::new();
+        let previous = self.keys.load_full();
         let mut issuers = HashMap::new();
         for (version, url) in &self.metadata {
             let get = |u: Url| async move {
@@ -308,9 +326,19 @@ impl KeyCache {
                     k.kty.as_deref() == Some("RSA") && k.use_.as_deref().is_none_or(|u| u == "sig")
                 })
                 .filter_map(|k| {
-                    let key =
-                        DecodingKey::from_rsa_components(k.n.as_deref()?, k.e.as_deref()?).ok()?;
-                    Some((k.kid?, Arc::new(key)))
+                    let kid = k.kid?;
+                    let material = (k.n?, k.e?);
+                    if let Some(same) = previous.same(*version, &kid, &material) {
+                        return Some((kid, same));
+                    }
+                    let key = DecodingKey::from_rsa_components(&material.0, &material.1).ok()?;
+                    Some((
+                        kid,
+                        SigningKey {
+                            key: Arc::new(key),
+                            material,
+                        },
+                    ))
                 })
                 .collect();
             by_version.insert(*version, keys);

@@ -35,6 +35,7 @@ pub use policy::{KindPolicy, Policy};
 use crate::clock::Clock;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -242,7 +243,7 @@ impl ValidationError {
 /// Validates tokens; cheap to clone and share.
 #[derive(Clone)]
 pub struct TokenValidator {
-    inner: std::sync::Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 struct Inner {
@@ -293,7 +294,7 @@ impl TokenValidator {
         let audiences = both_audience_forms(&config.audiences);
         let verified = verified::VerifiedCache::new(config.verified_cache);
         Ok(Self {
-            inner: std::sync::Arc::new(Inner {
+            inner: Arc::new(Inner {
                 config,
                 keys,
                 v1_issuer,
@@ -345,7 +346,7 @@ impl TokenValidator {
             .verified
             .get(&digest, now, skew, &inner.keys.current())
         {
-            return authorize(&inner.config.policy, claims);
+            return authorize(&inner.config.policy, Arc::unwrap_or_clone(claims));
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| ValidationError::Malformed(e.to_string()))?;
@@ -439,7 +440,7 @@ impl TokenValidator {
         // Only tokens the policy admits are kept: any app of the tenant can get tokens for this
         // audience, and refused ones must not take the places of the agents'.
         let entry = verified::Entry {
-            claims: claims.clone(),
+            claims: Arc::new(claims.clone()),
             version,
             kid,
             key,
