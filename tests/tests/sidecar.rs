@@ -2,10 +2,10 @@
 //! on-behalf-of agent tokens that the downstream validator accepts; the 1.1.0 gating named; a
 //! Blueprint without its federated credential failing the way Entra fails.
 
-use entra_federation::SecretString;
 use entra_federation::sidecar::{OVERRIDE_SETTING, SidecarClient, SidecarError};
 use entra_federation::validate::{KindPolicy, Policy, TokenKind, TokenValidator, ValidatorConfig};
-use local_cloud::{LocalCloud, ids};
+use entra_federation::{Clock, SecretString};
+use local_cloud::{LocalCloud, Registry, ids};
 use system_tests::*;
 
 async fn sidecar(
@@ -230,4 +230,75 @@ async fn the_dead_upstream_refuses_connections() {
         .await
         .expect_err("nothing listens on a bound, non-listening socket");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+/// The Entra SDK for Agent ID keeps the tokens it acquires in an in-memory cache (its FAQ: "Token
+/// Caching: In-memory, distributed", MSAL underneath): a repeated request is answered without
+/// Entra, an on-behalf-of token is kept per user, and a token is acquired again once it is within
+/// MSAL's five minutes of expiry.
+#[tokio::test(start_paused = true)]
+async fn repeated_requests_are_answered_from_the_sidecars_token_cache() {
+    let mut registry = Registry::tutorial_default();
+    // Real Entra picks 60-90 minutes at random; one hour keeps the bounds below exact.
+    registry.lifetimes.access_token_min = 3600;
+    registry.lifetimes.access_token_max = 3600;
+    let cloud = cloud_with(registry, Clock::tokio_driven()).await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, true, &dead).await;
+    let user = user_token(&cloud).await;
+    let other_user = user_token(&cloud).await;
+    cloud.state().reset_counters();
+
+    let first = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap();
+    let again = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap();
+    // Compared without printing them.
+    assert!(
+        bearer(&first) == bearer(&again),
+        "the same token, from the cache"
+    );
+    assert_eq!(cloud.counter("identity_endpoint"), 1);
+    assert_eq!(cloud.counter("entra_token"), 2, "T1 and TR, once");
+
+    for u in [&user, &user] {
+        sidecar
+            .on_behalf_of_token("weather-api", ids::AGENT_CLIENT_ID, u)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        cloud.counter("entra_token"),
+        3,
+        "one OBO exchange for the user; T1 from the cache"
+    );
+    sidecar
+        .on_behalf_of_token("weather-api", ids::AGENT_CLIENT_ID, &other_user)
+        .await
+        .unwrap();
+    assert_eq!(
+        cloud.counter("entra_token"),
+        4,
+        "another user: another exchange"
+    );
+
+    // Entra's tokens here last an hour: 56 minutes on, they are within five minutes of expiry.
+    tokio::time::advance(std::time::Duration::from_secs(56 * 60)).await;
+    let later = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap();
+    assert!(
+        bearer(&first) != bearer(&later),
+        "a fresh token near expiry"
+    );
+    assert_eq!(
+        cloud.counter("entra_token"),
+        6,
+        "T1 and TR again (T1 was as old as TR)"
+    );
 }

@@ -60,6 +60,42 @@ struct Sidecar {
     http: reqwest::Client,
     assertion: AppServiceSource,
     inbound: TokenValidator,
+    /// The tokens it acquired, as the Entra SDK for Agent ID keeps them (MSAL's in-memory cache).
+    tokens: TokenCache,
+}
+
+/// Acquired tokens by what was asked for (the grant, the client, the scope, for OBO a digest of
+/// the user's token), each with its expiry (unix seconds). A token is used until five minutes
+/// before it expires (MSAL's refresh margin); failures are not kept.
+#[derive(Default)]
+struct TokenCache(std::sync::Mutex<HashMap<String, (String, u64)>>);
+
+/// MSAL acquires a new token when the cached one has less than this left.
+const REFRESH_MARGIN_SECS: u64 = 300;
+/// Bounds the cache (one OBO entry per user and API): past it, expired entries go, then all.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
+impl TokenCache {
+    fn get(&self, key: &str, now: u64) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(_, expires)| now + REFRESH_MARGIN_SECS < *expires)
+            .map(|(token, _)| token.clone())
+    }
+
+    fn put(&self, key: String, token: &str, expires_in: Option<u64>, now: u64) {
+        let Some(expires_in) = expires_in else {
+            return;
+        };
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CACHED_TOKENS {
+            map.retain(|_, (_, expires)| now + REFRESH_MARGIN_SECS < *expires);
+            if map.len() >= MAX_CACHED_TOKENS {
+                map.clear();
+            }
+        }
+        map.insert(key, (token.to_string(), now + expires_in));
+    }
 }
 
 /// The sidecar's router (serve it with `into_make_service_with_connect_info::<SocketAddr>()`).
@@ -115,6 +151,7 @@ pub fn router(
         http,
         assertion,
         inbound,
+        tokens: TokenCache::default(),
     });
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "Healthy" }))
@@ -184,7 +221,8 @@ impl Sidecar {
             .ok_or_else(|| problem(400, &format!("Not able to resolve '{name}'.")))
     }
 
-    async fn token(&self, form: &[(&str, &str)]) -> Result<String, Response> {
+    /// A token from Entra's token endpoint, and its lifetime in seconds when Entra gives one.
+    async fn token(&self, form: &[(&str, &str)]) -> Result<(String, Option<u64>), Response> {
         let url = format!(
             "{}/{}/oauth2/v2.0/token",
             self.config.instance.trim_end_matches('/'),
@@ -198,8 +236,12 @@ impl Sidecar {
             .await
             .map_err(|e| problem(500, &format!("An unexpected error occurred. {e}")))?;
         let body: Value = resp.json().await.unwrap_or_default();
+        // `expires_in` is a number in v2 answers; v1 answers carry it as a string.
+        let expires_in = body["expires_in"]
+            .as_u64()
+            .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()));
         match body["access_token"].as_str() {
-            Some(t) => Ok(t.to_string()),
+            Some(t) => Ok((t.to_string(), expires_in)),
             // MsalServiceException surfaces as 401 with the MSAL (AADSTS) message.
             None => Err(problem(
                 401,
@@ -208,6 +250,21 @@ impl Sidecar {
                     .unwrap_or("token request failed"),
             )),
         }
+    }
+
+    /// The cached token for `key`, or the one `acquire` gets from Entra (then kept).
+    async fn cached(
+        &self,
+        key: String,
+        acquire: impl std::future::Future<Output = Result<(String, Option<u64>), Response>>,
+    ) -> Result<String, Response> {
+        if let Some(token) = self.tokens.get(&key, self.cloud.clock.unix_seconds()) {
+            return Ok(token);
+        }
+        let (token, expires_in) = acquire.await?;
+        self.tokens
+            .put(key, &token, expires_in, self.cloud.clock.unix_seconds());
+        Ok(token)
     }
 
     async fn assertion(&self) -> Result<String, Response> {
@@ -222,49 +279,58 @@ impl Sidecar {
 
     /// The Blueprint's own app token for `scope`.
     async fn blueprint_token(&self, scope: &str) -> Result<String, Response> {
-        let mi = self.assertion().await?;
-        self.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &self.config.blueprint_app_id),
-            ("scope", scope),
-            (
-                "client_assertion_type",
-                entra_federation::entra::JWT_BEARER_ASSERTION,
-            ),
-            ("client_assertion", &mi),
-        ])
+        self.cached(format!("blueprint {scope}"), async {
+            let mi = self.assertion().await?;
+            self.token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &self.config.blueprint_app_id),
+                ("scope", scope),
+                (
+                    "client_assertion_type",
+                    entra_federation::entra::JWT_BEARER_ASSERTION,
+                ),
+                ("client_assertion", &mi),
+            ])
+            .await
+        })
         .await
     }
 
     /// T1 for `agent`.
     async fn t1(&self, agent: &str) -> Result<String, Response> {
-        let mi = self.assertion().await?;
-        self.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &self.config.blueprint_app_id),
-            ("scope", "api://AzureADTokenExchange/.default"),
-            ("fmi_path", agent),
-            (
-                "client_assertion_type",
-                entra_federation::entra::JWT_BEARER_ASSERTION,
-            ),
-            ("client_assertion", &mi),
-        ])
+        self.cached(format!("t1 {agent}"), async {
+            let mi = self.assertion().await?;
+            self.token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &self.config.blueprint_app_id),
+                ("scope", "api://AzureADTokenExchange/.default"),
+                ("fmi_path", agent),
+                (
+                    "client_assertion_type",
+                    entra_federation::entra::JWT_BEARER_ASSERTION,
+                ),
+                ("client_assertion", &mi),
+            ])
+            .await
+        })
         .await
     }
 
     async fn agent_app_token(&self, agent: &str, scope: &str) -> Result<String, Response> {
-        let t1 = self.t1(agent).await?;
-        self.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", agent),
-            ("scope", scope),
-            (
-                "client_assertion_type",
-                entra_federation::entra::JWT_BEARER_ASSERTION,
-            ),
-            ("client_assertion", &t1),
-        ])
+        self.cached(format!("app {agent} {scope}"), async {
+            let t1 = self.t1(agent).await?;
+            self.token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", agent),
+                ("scope", scope),
+                (
+                    "client_assertion_type",
+                    entra_federation::entra::JWT_BEARER_ASSERTION,
+                ),
+                ("client_assertion", &t1),
+            ])
+            .await
+        })
         .await
     }
 
@@ -274,19 +340,27 @@ impl Sidecar {
         scope: &str,
         user: &str,
     ) -> Result<String, Response> {
-        let t1 = self.t1(agent).await?;
-        self.token(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            ("client_id", agent),
-            ("scope", scope),
-            (
-                "client_assertion_type",
-                entra_federation::entra::JWT_BEARER_ASSERTION,
-            ),
-            ("client_assertion", &t1),
-            ("assertion", user),
-            ("requested_token_use", "on_behalf_of"),
-        ])
+        // Per user: a digest of their token, never the token, is the key.
+        let user_digest = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            user.as_bytes(),
+        ));
+        self.cached(format!("obo {agent} {scope} {user_digest}"), async {
+            let t1 = self.t1(agent).await?;
+            self.token(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("client_id", agent),
+                ("scope", scope),
+                (
+                    "client_assertion_type",
+                    entra_federation::entra::JWT_BEARER_ASSERTION,
+                ),
+                ("client_assertion", &t1),
+                ("assertion", user),
+                ("requested_token_use", "on_behalf_of"),
+            ])
+            .await
+        })
         .await
     }
 
