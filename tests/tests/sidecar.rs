@@ -286,8 +286,16 @@ async fn repeated_requests_are_answered_from_the_sidecars_token_cache() {
         "another user: another exchange"
     );
 
-    // Entra's tokens here last an hour: 56 minutes on, they are within five minutes of expiry.
-    tokio::time::advance(std::time::Duration::from_secs(56 * 60)).await;
+    // Entra's tokens here last an hour: at 54 minutes they are still served from the cache; at
+    // 56 they are within MSAL's five minutes of expiry.
+    tokio::time::advance(std::time::Duration::from_secs(54 * 60)).await;
+    let still = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap();
+    assert!(bearer(&first) == bearer(&still), "still the cached token");
+    assert_eq!(cloud.counter("entra_token"), 4);
+    tokio::time::advance(std::time::Duration::from_secs(2 * 60)).await;
     let later = sidecar
         .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
         .await

@@ -44,6 +44,27 @@ impl Keys {
         Some(self.by_version.get(&version)?.get(kid)?.key.clone())
     }
 
+    /// Keys holding one `kid` for `version` (unit tests of the caches built on them).
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        version: Version,
+        kid: &str,
+        key: &Arc<DecodingKey>,
+        issuer: Option<&str>,
+    ) -> Self {
+        let signing = SigningKey {
+            key: key.clone(),
+            material: ("n".into(), "e".into()),
+        };
+        Self {
+            by_version: HashMap::from([(version, HashMap::from([(kid.to_string(), signing)]))]),
+            issuers: issuer
+                .map(|i| HashMap::from([(version, i.to_string())]))
+                .unwrap_or_default(),
+            fetched_at: None,
+        }
+    }
+
     /// `kid`'s key for `version` if it was built from exactly `material`.
     fn same(&self, version: Version, kid: &str, material: &(String, String)) -> Option<SigningKey> {
         self.by_version
@@ -354,5 +375,30 @@ impl KeyCache {
             issuers,
             fetched_at: Some(self.clock.now()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_kid_with_the_same_material_and_version_is_the_same_key() {
+        let key = Arc::new(DecodingKey::from_secret(b"k"));
+        let keys = Keys::for_test(Version::V1, "k", &key, None);
+        let material = |n: &str| (n.to_string(), "e".to_string());
+        assert!(keys.same(Version::V1, "k", &material("n")).is_some());
+        assert!(
+            keys.same(Version::V1, "k", &material("n2")).is_none(),
+            "new n"
+        );
+        assert!(
+            keys.same(Version::V2, "k", &material("n")).is_none(),
+            "other version"
+        );
+        assert!(
+            keys.same(Version::V1, "j", &material("n")).is_none(),
+            "other kid"
+        );
     }
 }

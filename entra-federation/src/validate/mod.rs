@@ -444,6 +444,7 @@ impl TokenValidator {
             version,
             kid,
             key,
+            metadata_issuer: keys.issuer(version).map(str::to_string),
         };
         let validated = authorize(&inner.config.policy, claims)?;
         inner.verified.put(digest, entry, now, skew);

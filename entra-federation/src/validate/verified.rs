@@ -26,7 +26,8 @@ pub(crate) fn digest(token: &str) -> Digest {
 const SHARDS: usize = 16;
 
 pub(crate) struct VerifiedCache {
-    /// Entries per shard (the configured capacity spread over the shards; 0: no cache).
+    /// Entries per shard (the configured capacity spread over the shards, rounded up; 0: no
+    /// cache).
     shard_capacity: usize,
     shards: Box<[Mutex<HashMap<Digest, Entry>>]>,
     hits: AtomicU64,
@@ -38,27 +39,33 @@ pub(crate) struct Entry {
     pub version: Version,
     pub kid: String,
     pub key: Arc<DecodingKey>,
+    /// The issuer the authority's metadata named for `version` when the token was verified
+    /// (`None`: the metadata named none, and the public cloud's was expected).
+    pub metadata_issuer: Option<String>,
 }
 
 impl VerifiedCache {
-    /// A cache of at most `capacity` tokens (0: no cache).
+    /// A cache of about `capacity` tokens (0: no cache): spread over at most 16 shards, each
+    /// holding `capacity / shards` rounded up.
     pub fn new(capacity: usize) -> Self {
+        let shards = capacity.clamp(1, SHARDS);
         Self {
-            shard_capacity: capacity.div_ceil(SHARDS),
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shard_capacity: capacity.div_ceil(shards),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
             hits: AtomicU64::new(0),
         }
     }
 
     fn shard(&self, digest: &Digest) -> std::sync::MutexGuard<'_, HashMap<Digest, Entry>> {
         // The digest is uniform: its first byte spreads tokens evenly.
-        self.shards[usize::from(digest[0]) % SHARDS]
+        self.shards[usize::from(digest[0]) % self.shards.len()]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The verified claims of the token with `digest`, if it was verified by a key that is still
-    /// among `keys` and has not expired (`exp + skew` before `now`).
+    /// among `keys`, under the issuer `keys`' metadata still names, and has not expired
+    /// (`exp + skew` before `now`).
     pub fn get(
         &self,
         digest: &Digest,
@@ -74,7 +81,8 @@ impl VerifiedCache {
         let key_still_there = keys
             .get(entry.version, &entry.kid)
             .is_some_and(|k| Arc::ptr_eq(&k, &entry.key));
-        if entry.claims.exp.saturating_add(skew) < now || !key_still_there {
+        let same_issuer = keys.issuer(entry.version) == entry.metadata_issuer.as_deref();
+        if entry.claims.exp.saturating_add(skew) < now || !key_still_there || !same_issuer {
             shard.remove(digest);
             return None;
         }
@@ -130,32 +138,92 @@ mod tests {
             version: Version::V2,
             kid: "k".into(),
             key: key.clone(),
+            metadata_issuer: Some("https://issuer/a".into()),
         }
     }
 
+    /// Two tokens (by digest) that land in the same shard of a 16-shard cache.
+    fn same_shard(n: usize) -> Vec<Digest> {
+        let mut found = Vec::new();
+        for i in 0.. {
+            let d = digest(&format!("token {i}"));
+            if d[0].is_multiple_of(16) {
+                found.push(d);
+                if found.len() == n {
+                    return found;
+                }
+            }
+        }
+        unreachable!()
+    }
+
     #[test]
-    fn never_holds_more_than_its_capacity_and_drops_expired_tokens_first() {
+    fn never_holds_more_than_its_capacity() {
         let key = Arc::new(DecodingKey::from_secret(b"k"));
         let cache = VerifiedCache::new(64);
         for i in 0..10_000u32 {
-            let d = digest(&i.to_string());
-            // Every other token has expired by `now` (1000, no skew).
-            cache.put(d, entry(if i % 2 == 0 { 500 } else { 5000 }, &key), 1000, 0);
+            cache.put(digest(&i.to_string()), entry(5000, &key), 1000, 0);
             assert!(cache.len() <= 64, "{} tokens held", cache.len());
         }
-        assert!(cache.len() > 0);
         let none = VerifiedCache::new(0);
         none.put(digest("t"), entry(5000, &key), 1000, 0);
         assert_eq!(none.len(), 0, "a capacity of 0 is no cache");
+        let one = VerifiedCache::new(1);
+        one.put(digest("a"), entry(5000, &key), 1000, 0);
+        one.put(digest("b"), entry(5000, &key), 1000, 0);
+        assert_eq!(one.len(), 1, "a capacity of 1 holds one token");
+    }
+
+    #[test]
+    fn a_full_shard_drops_its_expired_tokens_before_live_ones() {
+        let key = Arc::new(DecodingKey::from_secret(b"k"));
+        let keys = Keys::for_test(Version::V2, "k", &key, Some("https://issuer/a"));
+        let cache = VerifiedCache::new(32); // two per shard
+        let [expired, live, new] = same_shard(3).try_into().unwrap();
+        cache.put(expired, entry(500, &key), 1000, 0);
+        cache.put(live, entry(5000, &key), 1000, 0);
+        cache.put(new, entry(5000, &key), 1000, 0);
+        assert!(
+            cache.get(&live, 1000, 0, &keys).is_some(),
+            "the live token stays"
+        );
+        assert!(cache.get(&new, 1000, 0, &keys).is_some());
     }
 
     #[test]
     fn a_token_put_again_replaces_itself_without_clearing_its_shard() {
         let key = Arc::new(DecodingKey::from_secret(b"k"));
-        let cache = VerifiedCache::new(SHARDS); // one per shard
-        let d = digest("same");
+        let keys = Keys::for_test(Version::V2, "k", &key, Some("https://issuer/a"));
+        let cache = VerifiedCache::new(32); // two per shard
+        let [a, b] = same_shard(2).try_into().unwrap();
+        cache.put(a, entry(5000, &key), 1000, 0);
+        cache.put(b, entry(5000, &key), 1000, 0);
+        cache.put(b, entry(6000, &key), 1000, 0);
+        assert!(
+            cache.get(&a, 1000, 0, &keys).is_some(),
+            "the shard was not cleared"
+        );
+    }
+
+    #[test]
+    fn a_hit_needs_the_same_key_and_the_same_metadata_issuer() {
+        let key = Arc::new(DecodingKey::from_secret(b"k"));
+        let cache = VerifiedCache::new(16);
+        let d = digest("t");
+        let same = Keys::for_test(Version::V2, "k", &key, Some("https://issuer/a"));
         cache.put(d, entry(5000, &key), 1000, 0);
-        cache.put(d, entry(6000, &key), 1000, 0);
-        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&d, 1000, 0, &same).is_some());
+        let other_issuer = Keys::for_test(Version::V2, "k", &key, Some("https://issuer/b"));
+        assert!(
+            cache.get(&d, 1000, 0, &other_issuer).is_none(),
+            "the issuer changed"
+        );
+        cache.put(d, entry(5000, &key), 1000, 0);
+        let equal_key = Arc::new(DecodingKey::from_secret(b"k"));
+        let rebuilt = Keys::for_test(Version::V2, "k", &equal_key, Some("https://issuer/a"));
+        assert!(
+            cache.get(&d, 1000, 0, &rebuilt).is_none(),
+            "another key object"
+        );
     }
 }

@@ -68,7 +68,21 @@ struct Sidecar {
 /// the user's token), each with its expiry (unix seconds). A token is used until five minutes
 /// before it expires (MSAL's refresh margin); failures are not kept.
 #[derive(Default)]
-struct TokenCache(std::sync::Mutex<HashMap<String, (String, u64)>>);
+struct TokenCache(std::sync::Mutex<HashMap<CacheKey, (String, u64)>>);
+
+/// What a token was acquired for: the grant, the client (Blueprint or agent), the scope, and for
+/// OBO the SHA-256 of the user's token (never the token). Fields, not a joined string: an agent
+/// id from the query string cannot collide with another request's agent and scope.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    grant: &'static str,
+    client: String,
+    scope: String,
+    user: Option<[u8; 32]>,
+}
+
+/// The longest lifetime kept, whatever `expires_in` says (Entra's are 60-90 minutes).
+const MAX_CACHED_LIFETIME_SECS: u64 = 24 * 3600;
 
 /// MSAL acquires a new token when the cached one has less than this left.
 const REFRESH_MARGIN_SECS: u64 = 300;
@@ -76,25 +90,26 @@ const REFRESH_MARGIN_SECS: u64 = 300;
 const MAX_CACHED_TOKENS: usize = 10_000;
 
 impl TokenCache {
-    fn get(&self, key: &str, now: u64) -> Option<String> {
+    fn get(&self, key: &CacheKey, now: u64) -> Option<String> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key)
-            .filter(|(_, expires)| now + REFRESH_MARGIN_SECS < *expires)
+            .filter(|(_, expires)| now.saturating_add(REFRESH_MARGIN_SECS) < *expires)
             .map(|(token, _)| token.clone())
     }
 
-    fn put(&self, key: String, token: &str, expires_in: Option<u64>, now: u64) {
+    fn put(&self, key: CacheKey, token: &str, expires_in: Option<u64>, now: u64) {
         let Some(expires_in) = expires_in else {
             return;
         };
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_CACHED_TOKENS {
-            map.retain(|_, (_, expires)| now + REFRESH_MARGIN_SECS < *expires);
+            map.retain(|_, (_, expires)| now.saturating_add(REFRESH_MARGIN_SECS) < *expires);
             if map.len() >= MAX_CACHED_TOKENS {
                 map.clear();
             }
         }
-        map.insert(key, (token.to_string(), now + expires_in));
+        let expires = now.saturating_add(expires_in.min(MAX_CACHED_LIFETIME_SECS));
+        map.insert(key, (token.to_string(), expires));
     }
 }
 
@@ -255,7 +270,7 @@ impl Sidecar {
     /// The cached token for `key`, or the one `acquire` gets from Entra (then kept).
     async fn cached(
         &self,
-        key: String,
+        key: CacheKey,
         acquire: impl std::future::Future<Output = Result<(String, Option<u64>), Response>>,
     ) -> Result<String, Response> {
         if let Some(token) = self.tokens.get(&key, self.cloud.clock.unix_seconds()) {
@@ -279,7 +294,13 @@ impl Sidecar {
 
     /// The Blueprint's own app token for `scope`.
     async fn blueprint_token(&self, scope: &str) -> Result<String, Response> {
-        self.cached(format!("blueprint {scope}"), async {
+        let key = CacheKey {
+            grant: "client_credentials",
+            client: self.config.blueprint_app_id.clone(),
+            scope: scope.to_string(),
+            user: None,
+        };
+        self.cached(key, async {
             let mi = self.assertion().await?;
             self.token(&[
                 ("grant_type", "client_credentials"),
@@ -298,7 +319,13 @@ impl Sidecar {
 
     /// T1 for `agent`.
     async fn t1(&self, agent: &str) -> Result<String, Response> {
-        self.cached(format!("t1 {agent}"), async {
+        let key = CacheKey {
+            grant: "fmi_path",
+            client: self.config.blueprint_app_id.clone(),
+            scope: agent.to_string(),
+            user: None,
+        };
+        self.cached(key, async {
             let mi = self.assertion().await?;
             self.token(&[
                 ("grant_type", "client_credentials"),
@@ -317,7 +344,13 @@ impl Sidecar {
     }
 
     async fn agent_app_token(&self, agent: &str, scope: &str) -> Result<String, Response> {
-        self.cached(format!("app {agent} {scope}"), async {
+        let key = CacheKey {
+            grant: "client_credentials",
+            client: agent.to_string(),
+            scope: scope.to_string(),
+            user: None,
+        };
+        self.cached(key, async {
             let t1 = self.t1(agent).await?;
             self.token(&[
                 ("grant_type", "client_credentials"),
@@ -341,11 +374,17 @@ impl Sidecar {
         user: &str,
     ) -> Result<String, Response> {
         // Per user: a digest of their token, never the token, is the key.
-        let user_digest = hex::encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            user.as_bytes(),
-        ));
-        self.cached(format!("obo {agent} {scope} {user_digest}"), async {
+        let mut user_digest = [0u8; 32];
+        user_digest.copy_from_slice(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, user.as_bytes()).as_ref(),
+        );
+        let key = CacheKey {
+            grant: "on_behalf_of",
+            client: agent.to_string(),
+            scope: scope.to_string(),
+            user: Some(user_digest),
+        };
+        self.cached(key, async {
             let t1 = self.t1(agent).await?;
             self.token(&[
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
