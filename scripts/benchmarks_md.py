@@ -146,7 +146,7 @@ try:
         if "weather_api_quiet" in load:
             q = load["weather_api_quiet"]
             out("")
-            out(f"**What the profile showed** (`perf record -g` of weather-api under this load): about half of its time is the kernel (loopback sends that wake wrk, scheduler switches), and the largest user-space cost is the per-request log line, one `write` to stdout per request. Without it (`RUST_LOG=warn`) the route serves {q['rps']:.0f} requests/s (p99 {q['p99_ms']:.2f} ms), {q['rps'] / max(ours['rps'], 1e-9):.2f}× the default. It stays on by default: it is the audit trail of which agent called, and a deployment that wants the throughput more sets `RUST_LOG=warn`. Token validation itself no longer shows: a verified-cache hit is a SHA-256 of the token and a sharded map lookup.")
+            out(f"**What the profile showed** (`perf record -g` of weather-api under this load, recorded once at `1e685f4` on this machine; the rows above are this run's): about half of its time is the kernel (loopback sends that wake wrk, scheduler switches), and the largest user-space cost is the per-request log line, one `write` to stdout per request. Without it (`RUST_LOG=warn`) the route serves {q['rps']:.0f} requests/s (p99 {q['p99_ms']:.2f} ms), {q['rps'] / max(ours['rps'], 1e-9):.2f}× the default. It stays on by default: it is the audit trail of which agent called, and a deployment that wants the throughput more sets `RUST_LOG=warn`. Token validation itself no longer shows: a verified-cache hit is a SHA-256 of the token and a sharded map lookup.")
 except (OSError, KeyError, ValueError):
     pass
 
@@ -155,9 +155,9 @@ try:
     out("")
     out(f"## The agent end to end: chats through llm-agent on the local cloud (wrk, 2 threads, 8 connections, {agent['duration']})")
     out("")
-    out("Each chat: the agent's token from the sidecar (Entra Agent ID, autonomous or on behalf of the signed-in user), the weather API called with it (validated there), and in Bedrock mode two Converse calls (the model asks for the tool, then answers) signed with the library's credentials. The per-client chat budget is lifted for the load (`CHAT_RATE_PER_MINUTE`), the in-flight cap is 8, as wrk's connections. Every process (agent, sidecar, weather API, local cloud, wrk) shares the 2 cores, so the figures say where time goes more than what a deployment would serve.")
+    out("Each chat: the agent's token from the sidecar (Entra Agent ID, autonomous or on behalf of the signed-in user), the weather API called with it (validated there), and in Bedrock mode two Converse calls (the model asks for the tool, then answers) signed with the library's credentials. The per-client chat budget is lifted for the load (`CHAT_RATE_PER_MINUTE`), the in-flight cap is 8, as wrk's connections. One agent, one user and one message throughout: after the first chat the sidecar answers from its token cache, the weather API and the agent from their verified-token caches, and the weather API from its city cache, as they would for a steady conversation; a first chat pays the Entra exchanges and RSA checks on top. Every process (agent, sidecar, weather API, local cloud, wrk) shares the 2 cores, so the figures say where time goes more than what a deployment would serve.")
     out("")
-    out("| mode / flow | one Bedrock client (ours) chats/s | p50 | p99 | a new Bedrock client per chat (the tutorial's design) chats/s | p50 | p99 | errors |")
+    out("| mode / flow | one Bedrock client (ours) chats/s | p50 | p99 | a new Bedrock client per chat (the tutorial's design) chats/s | p50 | p99 | errors (both) |")
     out("|---|---|---|---|---|---|---|---|")
     for k, r in agent["load"].items():
         v = agent["load_client_per_request"].get(k)
@@ -218,14 +218,14 @@ try:
     out("")
     out("## Build time: the README's run command from an empty target directory")
     out("")
-    out(f"`cargo build --release -p local-stack --timings` with the crates already downloaded: **{build['wall_s']:.0f} s** of wall time, {build['cpu_s']:.0f} s of compile time summed over {build['units']} units (both cores are busy throughout, so wall time follows the sum). Before this issue's changes, measured the same way at `a567e0e`: 233 s (449 s summed over 252 units).")
+    out(f"`cargo build --release -p local-stack --timings` with the crates already downloaded: **{build['wall_s']:.0f} s** of wall time; the {build['units']} units' own durations sum to {build['cpu_s']:.0f} s ({build['cpu_s'] / build['wall_s']:.1f} units at a time on average, on {os.cpu_count()} cores). Before this issue's changes, measured the same way at `a567e0e` with nothing else running: 233 s (unit durations summing to 449 s over 252 units).")
     out("")
     out("| the slowest units | s |")
     out("|---|---|")
     for u in build["top"]:
         out(f"| {u['name']} {u['target']} | {u['s']:.1f} |")
     out("")
-    out("What was found and cut (each measured the same way, from an empty target directory):")
+    out("What was found and cut (each measured once, the same way, from an empty target directory on this machine, while nothing else ran; the figure above is this run's):")
     out("")
     out("- The regex engine: `EnvFilter` needs regex-automata, regex-syntax and matchers for directives on span fields that nobody here uses; the binaries now filter with `Targets` (`RUST_LOG=info,entra_federation=debug` still works). 14 s summed, 233 s → 220 s of wall time.")
     out("- Tried and not kept: `opt-level = 1` for the crates that run once per process or once per network call (clap's builder, the Bedrock client and its HTTP client) and for the local cloud. It saved 10 s summed (the time in those crates is type checking and monomorphisation, not LLVM's optimisation), not worth slower code.")

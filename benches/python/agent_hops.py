@@ -14,7 +14,7 @@ import urllib.parse
 
 # The step that ends each hop; everything else is the agent's own work.
 HOPS = {
-    "OBO 0.A USER TOKEN (Tc)": "user token validated (JWKS cached)",
+    "OBO 0.A USER TOKEN (Tc)": "user token validated (a verified-token cache hit)",
     "2.C TOKEN RECEIVED": "sidecar: agent token",
     "OBO 2.D TOKEN RECEIVED": "sidecar: agent token",
     "3.C API RESPONSE": "weather-api",
@@ -25,7 +25,7 @@ HOPS = {
 agent, token_file, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 user_token = open(token_file).read().strip()
 url = urllib.parse.urlsplit(agent)
-conn = http.client.HTTPConnection(url.hostname, url.port)
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
 
 
 def chat(body):
