@@ -117,6 +117,19 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The floor of any provider: credentials already in hand, cloned into a ready future (what
+    // the trait's owned `Credentials` costs to hand out, and the harness around it).
+    let held = rt
+        .block_on(warm.provide_credentials())
+        .expect("credentials");
+    c.bench_function("provide_credentials/floor_ready_clone", |b| {
+        b.iter(|| {
+            aws_credential_types::provider::future::ProvideCredentials::ready(Ok(held.clone()))
+                .now_or_never()
+                .expect("ready")
+        })
+    });
+
     // The comparator: the SDK's lazy identity cache over the same (warm) provider.
     let sdk_cache = IdentityCache::lazy().build();
     let resolver = SharedIdentityResolver::new(SharedCredentialsProvider::new(warm.clone()));
