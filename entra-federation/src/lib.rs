@@ -20,6 +20,15 @@
 //! # let _ = config; Ok(()) }
 //! ```
 
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `validate` | on | `validate`: JWT validation for downstream APIs (JWKS, issuer, audience, policy) |
+//! | `sidecar` | on | `sidecar`: the Entra Agent ID sidecar client (autonomous and on-behalf-of tokens) |
+//!
+//! With `default-features = false` the crate is the credential provider alone.
+
 #![warn(missing_docs)]
 
 pub mod assertion;
@@ -34,9 +43,11 @@ pub mod refresh;
 mod refreshing;
 pub mod retry;
 mod secret;
+#[cfg(feature = "sidecar")]
 pub mod sidecar;
 pub mod sts;
 pub mod token_file;
+#[cfg(feature = "validate")]
 pub mod validate;
 
 pub use claims::ClaimSummary;
