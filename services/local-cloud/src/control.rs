@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// The `/_local` routes, for callers on this machine only (see [`same_machine_only`]).
+/// The `/_local` routes, for callers on this machine only (see `same_machine_only`).
 pub fn routes() -> Router<Arc<CloudState>> {
     Router::new()
         .route("/counters", get(counters).delete(reset_counters))
