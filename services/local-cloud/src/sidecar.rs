@@ -300,21 +300,7 @@ impl Sidecar {
             scope: scope.to_string(),
             user: None,
         };
-        self.cached(key, async {
-            let mi = self.assertion().await?;
-            self.token(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &self.config.blueprint_app_id),
-                ("scope", scope),
-                (
-                    "client_assertion_type",
-                    entra_federation::entra::JWT_BEARER_ASSERTION,
-                ),
-                ("client_assertion", &mi),
-            ])
-            .await
-        })
-        .await
+        self.blueprint_grant(key, scope, None).await
     }
 
     /// T1 for `agent`.
@@ -325,20 +311,34 @@ impl Sidecar {
             scope: agent.to_string(),
             user: None,
         };
+        self.blueprint_grant(key, "api://AzureADTokenExchange/.default", Some(agent))
+            .await
+    }
+
+    /// A client-credentials token of the Blueprint, which authenticates with the managed
+    /// identity's assertion; with `fmi_path`, T1 for that agent.
+    async fn blueprint_grant(
+        &self,
+        key: CacheKey,
+        scope: &str,
+        fmi_path: Option<&str>,
+    ) -> Result<String, Response> {
         self.cached(key, async {
             let mi = self.assertion().await?;
-            self.token(&[
+            let mut form = vec![
                 ("grant_type", "client_credentials"),
-                ("client_id", &self.config.blueprint_app_id),
-                ("scope", "api://AzureADTokenExchange/.default"),
-                ("fmi_path", agent),
+                ("client_id", self.config.blueprint_app_id.as_str()),
+                ("scope", scope),
                 (
                     "client_assertion_type",
                     entra_federation::entra::JWT_BEARER_ASSERTION,
                 ),
-                ("client_assertion", &mi),
-            ])
-            .await
+                ("client_assertion", mi.as_str()),
+            ];
+            if let Some(agent) = fmi_path {
+                form.push(("fmi_path", agent));
+            }
+            self.token(&form).await
         })
         .await
     }
