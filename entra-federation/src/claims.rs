@@ -37,6 +37,7 @@ pub struct ClaimSummary {
 
 /// Why a string is not a readable JWT.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClaimsError {
     /// Not three dot-separated parts.
     #[error("not a JWT (expected three dot-separated base64url parts)")]

@@ -41,6 +41,7 @@ pub const DEFAULT_SESSION_NAME: &str = "entra-federation";
 
 /// A configuration problem, naming the variable (or builder method) to fix.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A required value is missing.
     #[error("{name} is not set: {hint}")]
@@ -70,6 +71,7 @@ pub enum ConfigError {
 
 /// Which assertion source to use.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum SourceChoice {
     /// AKS workload identity file.
     TokenFile(PathBuf),

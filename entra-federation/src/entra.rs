@@ -134,6 +134,7 @@ pub fn fix_for(code: u32) -> Option<&'static str> {
 
 /// Why the exchange failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum EntraError {
     /// Entra could not be reached.
     #[error("cannot reach Entra at {endpoint}: {reason}")]
@@ -182,6 +183,7 @@ impl EntraError {
 
 /// The token is not the shape AWS STS accepts: caught before STS.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenShapeError {
     /// Not a JWT.
     #[error("Entra's token is not a readable JWT ({0})")]

@@ -6,6 +6,7 @@ use crate::sts::StsError;
 
 /// Why the chain produced no credentials. Each variant carries the cloud's own code.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No managed-identity assertion.
     #[error(transparent)]

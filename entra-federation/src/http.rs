@@ -10,6 +10,7 @@ pub const IMDS_ADDRESS: &str = "169.254.169.254";
 
 /// Why an endpoint URL was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndpointError {
     /// Not a URL.
     #[error("{name}: '{value}' is not a valid URL ({reason})")]
@@ -93,6 +94,7 @@ pub struct HttpSettings {
 /// Why the HTTP client could not be built. The CA file is the one `ENTRA_FEDERATION_CA_FILE` names
 /// (or [`crate::Builder::root_ca_file`], or a validator's `root_ca`, which services read from it).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpSetupError {
     /// The CA file could not be read.
     #[error("ENTRA_FEDERATION_CA_FILE='{}' cannot be read: {source}", .path.display())]
@@ -209,6 +211,7 @@ pub const MAX_RESPONSE_BODY: usize = 1 << 20;
 
 /// Why a response body was not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BodyError {
     /// The body is larger than the limit (announced, or found while reading).
     #[error(

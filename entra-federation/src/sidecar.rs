@@ -75,6 +75,7 @@ pub struct DownstreamResponse {
 
 /// Why the sidecar gave no token.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SidecarError {
     /// Not reachable.
     #[error("cannot reach the sidecar at {endpoint}: {reason}")]

@@ -29,6 +29,7 @@ pub struct AssumeRoleRequest {
 
 /// STS error codes for this operation (protocols.md §3.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StsErrorCode {
     /// `ExpiredTokenException`: the web identity token expired.
     ExpiredToken,
@@ -154,6 +155,7 @@ impl fmt::Display for StsServiceError {
 
 /// Why STS gave no credentials.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StsError {
     /// STS could not be reached.
     #[error("cannot reach STS at {endpoint}: {reason}")]

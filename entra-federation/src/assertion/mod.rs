@@ -109,6 +109,7 @@ pub trait AssertionSource: Send + Sync + fmt::Debug {
 
 /// Which managed identity to ask for. Only one selector may be given; none means system-assigned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ManagedIdentity {
     /// The system-assigned identity.
     #[default]
@@ -123,6 +124,7 @@ pub enum ManagedIdentity {
 
 /// Why no assertion could be obtained.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AssertionError {
     /// The endpoint could not be reached (after the documented retries).
     #[error("{source_kind}: cannot reach {endpoint}: {reason}")]
@@ -235,6 +237,7 @@ where
 
 /// Where the `IDENTITY_HEADER` value comes from. The platform rotates it, so it is read on every request.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum HeaderValueSource {
     /// An environment variable, re-read on every request.
     Env(String),

@@ -83,6 +83,7 @@ impl ValidatorConfig {
 
 /// The kind of caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenKind {
     /// `idtyp=app` (or, without `idtyp`, no `scp`): the agent acting on its own (autonomous).
     AppOnly,
@@ -151,6 +152,7 @@ pub struct ValidatedToken {
 /// Why a token was refused. [`ValidationError::status`] is 401 for a missing or invalid token and
 /// 403 for a valid token the policy does not allow.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ValidationError {
     /// No `Authorization: Bearer` token.
     #[error("missing bearer token")]

@@ -2,6 +2,7 @@
 
 /// How one kind of token (app-only or delegated) is authorised.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KindPolicy {
     /// Refused.
     Deny,

@@ -185,11 +185,12 @@ impl OpenMeteo {
         .await
         {
             Ok(body) => String::from_utf8_lossy(&body).into_owned(),
-            Err(e @ entra_federation::http::BodyError::TooLarge { .. }) => {
-                return Err(UpstreamError::BadAnswer(format!("Open-Meteo: {e}")));
-            }
             Err(entra_federation::http::BodyError::Transport(reason)) => {
                 return Err(UpstreamError::Unreachable(reason));
+            }
+            // Too large, or whatever else a body can be refused for.
+            Err(e) => {
+                return Err(UpstreamError::BadAnswer(format!("Open-Meteo: {e}")));
             }
         };
         if !status.is_success() {
