@@ -151,7 +151,7 @@ try:
         if "weather_api_quiet" in load:
             q = load["weather_api_quiet"]
             out("")
-            out(f"**What the profile showed** (`perf record -g` of weather-api under this load, recorded once at `1e685f4` on this machine; the rows above are this run's): about half of its time is the kernel (loopback sends that wake wrk, scheduler switches), and the largest user-space cost is the per-request log line, one `write` to stdout per request. Without it (`RUST_LOG=warn`) the route serves {q['rps']:.0f} requests/s (p99 {q['p99_ms']:.2f} ms), {q['rps'] / max(ours['rps'], 1e-9):.2f}× the default. It stays on by default: it is the audit trail of which agent called, and a deployment that wants the throughput more sets `RUST_LOG=warn`. Token validation itself no longer shows: a verified-cache hit is a SHA-256 of the token and a sharded map lookup.")
+            out(f"**What the profile showed** (`perf record -g` of weather-api under this load, recorded once at `1e685f4` on this machine; the rows above are this run's): about half of its time is the kernel (loopback sends that wake wrk, scheduler switches), and besides answering (the `writev` of each response), the largest cost is the per-request log line, one `write` to stdout per request (about 9% of the samples). Without it (`RUST_LOG=warn`) the route serves {q['rps']:.0f} requests/s (p99 {q['p99_ms']:.2f} ms), {q['rps'] / max(ours['rps'], 1e-9):.2f}× the default. It stays on by default: it is the audit trail of which agent called, and a deployment that wants the throughput more sets `RUST_LOG=warn`. Token validation itself no longer shows: a verified-cache hit is a SHA-256 of the token and a sharded map lookup.")
 except (OSError, KeyError, ValueError):
     pass
 

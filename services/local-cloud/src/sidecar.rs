@@ -576,3 +576,43 @@ async fn downstream(
     content_headers.insert("Content-Length".into(), json!([body.len().to_string()]));
     no_cache(Json(json!({"statusCode": status, "headers": content_headers, "content": if body.is_empty() { Value::Null } else { json!(body) }})).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(client: &str, scope: &str) -> CacheKey {
+        CacheKey {
+            grant: "client_credentials",
+            client: client.into(),
+            scope: scope.into(),
+            user: None,
+        }
+    }
+
+    #[test]
+    fn an_agent_id_with_a_space_does_not_reach_another_agents_token() {
+        let cache = TokenCache::default();
+        cache.put(key("A", "x y"), "token-of-A", Some(3600), 1000);
+        // Joined with spaces, ("A x", "y") and ("A", "x y") would be one key.
+        assert_eq!(cache.get(&key("A x", "y"), 1000), None);
+        assert_eq!(
+            cache.get(&key("A", "x y"), 1000).as_deref(),
+            Some("token-of-A")
+        );
+    }
+
+    #[test]
+    fn an_absurd_lifetime_is_bounded_and_kept_until_five_minutes_before_it_ends() {
+        let cache = TokenCache::default();
+        cache.put(key("A", "s"), "t", Some(u64::MAX), 1000);
+        let last_second = 1000 + MAX_CACHED_LIFETIME_SECS - REFRESH_MARGIN_SECS - 1;
+        assert!(cache.get(&key("A", "s"), last_second).is_some());
+        assert!(cache.get(&key("A", "s"), last_second + 1).is_none());
+        cache.put(key("B", "s"), "t", None, 1000);
+        assert!(
+            cache.get(&key("B", "s"), 1000).is_none(),
+            "no lifetime: not kept"
+        );
+    }
+}
