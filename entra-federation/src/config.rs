@@ -116,6 +116,8 @@ pub struct Builder {
     policy_arns: Vec<String>,
     sts_endpoint: Option<String>,
     source: Option<SourceChoice>,
+    /// IMDS was chosen only because nothing else was detected: it is probed first.
+    imds_is_a_guess: bool,
     managed_identity: ManagedIdentity,
     resource: Option<String>,
     root_ca: Option<PathBuf>,
@@ -175,6 +177,7 @@ impl Builder {
     /// The assertion source, overriding detection.
     pub fn assertion_source(mut self, source: SourceChoice) -> Self {
         self.source = Some(source);
+        self.imds_is_a_guess = false;
         self
     }
 
@@ -327,7 +330,10 @@ impl Builder {
                         hint: "IDENTITY_ENDPOINT is set but IDENTITY_HEADER is not; both come from the platform (Container Apps / App Service)",
                     });
                 }
-                (None, None) => SourceChoice::Imds(imds),
+                (None, None) => {
+                    b.imds_is_a_guess = true;
+                    SourceChoice::Imds(imds)
+                }
             },
         });
         // On AKS, AZURE_CLIENT_ID names the app that holds the federated credential: the intermediary app.
@@ -479,6 +485,7 @@ impl Builder {
         let resource = self
             .resource
             .unwrap_or_else(|| exchange_resource_for(&authority).to_string());
+        let imds_is_a_guess = self.imds_is_a_guess || self.source.is_none();
         let source: Arc<dyn AssertionSource> = match self
             .source
             .unwrap_or(SourceChoice::Imds(assertion::IMDS_TOKEN_URL.into()))
@@ -504,13 +511,18 @@ impl Builder {
                     self.allow_http,
                 )?;
                 let http = identity_http(&url)?;
-                Arc::new(ImdsSource::new(
+                let imds = ImdsSource::new(
                     url,
                     self.managed_identity.clone(),
                     resource.clone(),
                     http,
                     clock.clone(),
-                ))
+                );
+                Arc::new(if imds_is_a_guess {
+                    imds.probing()
+                } else {
+                    imds
+                })
             }
         };
         let entra = EntraClient::new(

@@ -87,6 +87,9 @@ impl Error {
             Self::Assertion(AssertionError::TokenFile { .. }) => {
                 "managed identity (token file): unreadable".into()
             }
+            Self::Assertion(AssertionError::NotDetected { .. }) => {
+                "managed identity: none detected".into()
+            }
             Self::Assertion(_) => "managed identity: unusable response".into(),
             Self::Entra(EntraError::Rejected(r)) => format!(
                 "entra: HTTP {} {}{}",

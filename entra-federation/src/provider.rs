@@ -4,7 +4,7 @@
 //! The chain keeps its own caches of the assertion and the Entra token, behind one gate (a tokio
 //! mutex) that also serves the token-file consumers of [`EntraCredentialsProvider::web_identity_token`].
 
-use crate::assertion::{Assertion, AssertionSource};
+use crate::assertion::{Assertion, AssertionError, AssertionSource};
 use crate::clock::Clock;
 use crate::config::{Builder, ConfigError, Resolved};
 use crate::entra::{EntraClient, WebIdentityToken, check_v1_shape};
@@ -247,8 +247,18 @@ impl std::error::Error for SharedError {
     }
 }
 
+/// The SDK's error kinds, so that the provider can sit in a `CredentialsProviderChain`: no
+/// managed identity detected lets the chain try its next provider; a configuration or trust
+/// problem, and an upstream failure, stop it (other credentials must not hide a broken
+/// deployment).
 fn to_credentials_error(e: Arc<Error>) -> CredentialsError {
-    CredentialsError::provider_error(SharedError(e))
+    match &*e {
+        Error::Assertion(AssertionError::NotDetected { .. }) => {
+            CredentialsError::not_loaded(SharedError(e))
+        }
+        err if !err.is_recoverable() => CredentialsError::invalid_configuration(SharedError(e)),
+        _ => CredentialsError::provider_error(SharedError(e)),
+    }
 }
 
 impl Resolve for Chain {

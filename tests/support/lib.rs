@@ -51,8 +51,11 @@ pub fn provider_from_env(cloud: &LocalCloud) -> EntraCredentialsProvider {
         .expect("provider builds")
 }
 
-/// An `aws-sdk-sts` client using `provider`, pointed at the local cloud.
-pub fn sts_client(cloud: &LocalCloud, provider: EntraCredentialsProvider) -> aws_sdk_sts::Client {
+/// An `aws-sdk-sts` client using `provider` (ours, or a chain around it), pointed at the local cloud.
+pub fn sts_client(
+    cloud: &LocalCloud,
+    provider: impl aws_credential_types::provider::ProvideCredentials + 'static,
+) -> aws_sdk_sts::Client {
     let config = aws_sdk_sts::Config::builder()
         .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
         .region(aws_sdk_sts::config::Region::new("us-east-2"))

@@ -27,7 +27,7 @@ fn capture() -> Captured {
             let c = Captured::default();
             let writer = c.clone();
             tracing_subscriber::fmt()
-                .with_env_filter("trace")
+                .with_max_level(tracing::Level::TRACE)
                 .with_ansi(false)
                 .with_writer(move || writer.clone())
                 .finish()

@@ -4,7 +4,10 @@
 use super::response::{RetryRules, get_with_retries, parse_token_response};
 use super::{Assertion, AssertionError, AssertionSource, BoxFuture, ManagedIdentity};
 use crate::clock::Clock;
+use crate::http::{MAX_RESPONSE_BODY, read_body, redacted_endpoint};
 use crate::retry::Backoff;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use url::Url;
 
@@ -26,7 +29,13 @@ pub struct ImdsSource {
     http: reqwest::Client,
     clock: Clock,
     backoff: Backoff,
+    /// Set when IMDS is only the fallback guess (nothing else detected): until IMDS has answered
+    /// once, one quick request decides whether there is an IMDS at all.
+    probe: Option<Arc<AtomicBool>>,
 }
+
+/// How long the probe waits: azure-identity gives IMDS one second when it is only a guess.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl ImdsSource {
     /// A source for `endpoint` (normally [`IMDS_TOKEN_URL`]).
@@ -46,10 +55,95 @@ impl ImdsSource {
             http,
             clock,
             backoff: Backoff::imds(),
+            probe: None,
         }
     }
 
+    /// IMDS as the guess that remains when no other source is detected: the first request gets
+    /// one second and no retries, and no answer (or "Identity not found") is
+    /// [`AssertionError::NotDetected`], which lets a provider chain try its next provider
+    /// instead of spending IMDS's documented minutes of retries off Azure. Once IMDS has
+    /// answered, the documented retries apply.
+    pub(crate) fn probing(mut self) -> Self {
+        self.probe = Some(Arc::default());
+        self
+    }
+
     async fn fetch_inner(&self) -> Result<Assertion, AssertionError> {
+        let url = self.token_url();
+        if let Some(answered) = &self.probe
+            && !answered.load(Ordering::Acquire)
+            && crate::http::outside_runtime().is_none()
+            && let Some(assertion) = self.probe(&url, answered).await?
+        {
+            return Ok(assertion);
+        }
+        let rules = RetryRules {
+            backoff: self.backoff,
+            retry_not_found: true,
+            gone_window: Some(Duration::from_secs(70)),
+        };
+        let body = get_with_retries(
+            KIND,
+            || self.request(&url).timeout(Duration::from_secs(10)),
+            &self.endpoint,
+            rules,
+            &self.clock,
+            hint,
+        )
+        .await?;
+        parse_token_response(KIND, &body, &self.clock)
+    }
+
+    /// One quick request: an assertion if IMDS answered with one, `None` if it answered
+    /// otherwise (the retried path then takes over), `NotDetected` if there is no IMDS or it has
+    /// no identity for this machine.
+    async fn probe(
+        &self,
+        url: &Url,
+        answered: &AtomicBool,
+    ) -> Result<Option<Assertion>, AssertionError> {
+        let not_detected =
+            |what: &'static str, source: Option<reqwest::Error>| AssertionError::NotDetected {
+                endpoint: redacted_endpoint(&self.endpoint),
+                what,
+                source: source.map(|e| Box::new(e.without_url()) as _),
+            };
+        let resp = match self.request(url).timeout(PROBE_TIMEOUT).send().await {
+            Ok(resp) => resp,
+            Err(e) if e.is_timeout() => {
+                return Err(not_detected("did not answer within 1 s", Some(e)));
+            }
+            Err(e) => return Err(not_detected("could not be reached", Some(e))),
+        };
+        let status = resp.status().as_u16();
+        let Ok(body) = read_body(resp, MAX_RESPONSE_BODY).await else {
+            answered.store(true, Ordering::Release);
+            return Ok(None);
+        };
+        if status == 400
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error_description")?.as_str().map(str::to_owned))
+                .is_some_and(|d| d.contains("Identity not found"))
+        {
+            return Err(not_detected(
+                "has no managed identity (or not the requested one) assigned to this machine",
+                None,
+            ));
+        }
+        answered.store(true, Ordering::Release);
+        if (200..300).contains(&status) {
+            return parse_token_response(KIND, &body, &self.clock).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn request(&self, url: &Url) -> reqwest::RequestBuilder {
+        self.http.get(url.clone()).header("Metadata", "true")
+    }
+
+    fn token_url(&self) -> Url {
         let mut url = self.endpoint.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -68,26 +162,7 @@ impl ImdsSource {
                 }
             }
         }
-        let rules = RetryRules {
-            backoff: self.backoff,
-            retry_not_found: true,
-            gone_window: Some(Duration::from_secs(70)),
-        };
-        let body = get_with_retries(
-            KIND,
-            || {
-                self.http
-                    .get(url.clone())
-                    .header("Metadata", "true")
-                    .timeout(Duration::from_secs(10))
-            },
-            &self.endpoint,
-            rules,
-            &self.clock,
-            hint,
-        )
-        .await?;
-        parse_token_response(KIND, &body, &self.clock)
+        url
     }
 }
 

@@ -136,6 +136,21 @@ pub enum AssertionError {
         /// What failed (timeout, connection refused, …).
         reason: String,
     },
+    /// No managed identity was detected: no identity endpoint, no token file, and IMDS (the guess
+    /// that remains) did not answer its probe or has no identity for this machine. A provider
+    /// chain tries its next provider.
+    #[error(
+        "no managed identity found: IDENTITY_ENDPOINT and AZURE_FEDERATED_TOKEN_FILE are not set and IMDS at {endpoint} {what}. Fix: run where a managed identity is assigned (Container Apps, App Service, an Azure VM, AKS with workload identity), or name the source with ENTRA_FEDERATION_ASSERTION_SOURCE"
+    )]
+    NotDetected {
+        /// The IMDS endpoint probed, without query.
+        endpoint: String,
+        /// What IMDS did.
+        what: &'static str,
+        /// The transport error, when there was one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The endpoint answered with an error.
     #[error("{source_kind} returned HTTP {status}{}: {message}{}. Fix: {hint}",
         code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(),
@@ -181,7 +196,10 @@ impl AssertionError {
     /// Whether trying again later may succeed.
     pub fn is_recoverable(&self) -> bool {
         match self {
-            Self::Transport { .. } | Self::TokenFile { .. } | Self::Custom(_) => true,
+            Self::Transport { .. }
+            | Self::NotDetected { .. }
+            | Self::TokenFile { .. }
+            | Self::Custom(_) => true,
             Self::Rejected { status, .. } => {
                 *status >= 500 || matches!(status, 404 | 408 | 410 | 429)
             }
