@@ -5,6 +5,7 @@
 use crate::assertion::Assertion;
 use crate::claims::ClaimSummary;
 use crate::clock::{Clock, expiry_at, expiry_in};
+use crate::error::Cause;
 use crate::http::redacted_endpoint;
 use crate::retry::{Backoff, Jitter, retry_after};
 use crate::secret::SecretString;
@@ -137,12 +138,15 @@ pub fn fix_for(code: u32) -> Option<&'static str> {
 #[non_exhaustive]
 pub enum EntraError {
     /// Entra could not be reached.
-    #[error("cannot reach Entra at {endpoint}: {reason}")]
+    #[error("cannot reach Entra at {endpoint}: {what}")]
     Transport {
         /// The token endpoint.
         endpoint: String,
-        /// What failed.
-        reason: String,
+        /// What failed, in a few words.
+        what: &'static str,
+        /// The HTTP client's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// Entra answered with an OAuth error.
     #[error("Entra rejected the token request (HTTP {} {}{}): {}{}{}",
@@ -156,8 +160,14 @@ pub enum EntraError {
         })]
     Rejected(Box<EntraRejection>),
     /// A 200 whose body is not a token response.
-    #[error("Entra returned an unusable token response: {0}")]
-    InvalidResponse(String),
+    #[error("Entra returned an unusable token response: {detail}")]
+    InvalidResponse {
+        /// What is wrong with it.
+        detail: String,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl EntraError {
@@ -171,7 +181,7 @@ impl EntraError {
                     || r.error == "temporarily_unavailable"
                     || r.has_code(&[90024, 50033, 90006, 90033, 90055, 50196])
             }
-            Self::InvalidResponse(_) => false,
+            Self::InvalidResponse { .. } => false,
         }
     }
 
@@ -330,7 +340,8 @@ impl EntraClient {
         if let Some(reason) = crate::http::outside_runtime() {
             return Err(EntraError::Transport {
                 endpoint: redacted_endpoint(&self.token_url),
-                reason: reason.into(),
+                what: reason,
+                source: None,
             });
         }
         let started = tokio::time::Instant::now();
@@ -347,11 +358,11 @@ impl EntraClient {
                     // date) must not turn the retries into a burst.
                     let backoff = self.backoff.delay_with(retry, &self.jitter);
                     let delay = retry_after.map_or(backoff, |after| after.max(backoff));
-                    tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %e, "Entra exchange failed; retrying");
+                    tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %crate::error::DisplayChain(&e), "Entra exchange failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Err((e, _)) => {
-                    tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %e, "Entra exchange failed");
+                    tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %crate::error::DisplayChain(&e), "Entra exchange failed");
                     return Err(e);
                 }
             }
@@ -369,11 +380,12 @@ impl EntraClient {
             ("client_assertion_type", JWT_BEARER_ASSERTION),
             ("client_assertion", assertion.token().expose_secret()),
         ];
-        let transport = |reason: String| {
+        let transport = |(what, source): (&'static str, Cause)| {
             (
                 EntraError::Transport {
                     endpoint: redacted_endpoint(&self.token_url),
-                    reason,
+                    what,
+                    source: Some(source),
                 },
                 None,
             )
@@ -384,15 +396,20 @@ impl EntraClient {
             .form(&form)
             .send()
             .await
-            .map_err(|e| transport(crate::http::transport_reason(e)))?;
+            .map_err(|e| transport(crate::http::transport_failure(e)))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers(), self.clock.now(), Duration::from_secs(60));
         let body = match crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY).await {
             Ok(body) => body,
             Err(e @ crate::http::BodyError::TooLarge { .. }) => {
-                return Err((EntraError::InvalidResponse(e.to_string()), None));
+                return Err((invalid(e.to_string()), None));
             }
-            Err(crate::http::BodyError::Transport(reason)) => return Err(transport(reason)),
+            Err(crate::http::BodyError::Transport(source)) => {
+                return Err(transport((
+                    "the connection broke while the response was read",
+                    source,
+                )));
+            }
         };
         if status == 200 {
             return parse_success(&body, &self.clock).map_err(|e| (e, None));
@@ -415,13 +432,24 @@ impl EntraClient {
     }
 }
 
+/// An unusable answer with nothing underneath (no parser error to keep).
+fn invalid(detail: impl Into<String>) -> EntraError {
+    EntraError::InvalidResponse {
+        detail: detail.into(),
+        source: None,
+    }
+}
+
 fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraError> {
-    let parsed: TokenResponse = serde_json::from_slice(body)
-        .map_err(|e| EntraError::InvalidResponse(format!("not a JSON token response ({e})")))?;
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| EntraError::InvalidResponse {
+            detail: "not a JSON token response".into(),
+            source: Some(Cause::new(e)),
+        })?;
     let token = parsed
         .access_token
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| EntraError::InvalidResponse("no access_token".into()))?;
+        .ok_or_else(|| invalid("no access_token"))?;
     let claims = ClaimSummary::read_unverified(&token).unwrap_or_default();
     let now = clock.now();
     let expires_at = match (&parsed.expires_in, claims.exp) {
@@ -431,9 +459,7 @@ fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraEr
         }
         (_, Some(exp)) => expiry_at(now, exp),
         _ => {
-            return Err(EntraError::InvalidResponse(
-                "no expires_in and no exp claim".into(),
-            ));
+            return Err(invalid("no expires_in and no exp claim"));
         }
     };
     // `exp` is on Entra's clock and only a fallback: with this machine's clock ahead, the
@@ -598,7 +624,7 @@ mod token_response_tests {
 
     fn invalid_response(result: Result<WebIdentityToken, EntraError>) -> String {
         match result {
-            Err(EntraError::InvalidResponse(reason)) => reason,
+            Err(EntraError::InvalidResponse { detail, .. }) => detail,
             Err(other) => panic!("expected InvalidResponse, got {other}"),
             Ok(t) => panic!("expected InvalidResponse, got a token ({:?})", t.claims()),
         }
@@ -720,5 +746,18 @@ mod token_response_tests {
             &clock,
         ));
         assert!(reason.starts_with("not a JSON token response"), "{reason}");
+    }
+
+    /// The parser's error is the cause (`source()`), not text flattened into the message.
+    #[test]
+    fn the_json_error_is_kept_as_the_source() {
+        let clock = Clock::system();
+        let err = parse_success(b"<html>", &clock).unwrap_err();
+        let cause = std::error::Error::source(&err).expect("a source");
+        assert!(cause.is::<serde_json::Error>(), "{cause:?}");
+        assert_eq!(
+            err.to_string(),
+            "Entra returned an unusable token response: not a JSON token response"
+        );
     }
 }

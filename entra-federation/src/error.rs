@@ -3,6 +3,68 @@
 use crate::assertion::AssertionError;
 use crate::entra::{EntraError, TokenShapeError};
 use crate::sts::StsError;
+use std::fmt;
+use std::sync::Arc;
+
+/// The original error under one of ours (the HTTP client's, an I/O error, a parser's): what
+/// that error's `source()` returns, so it can be downcast (`is::<std::io::Error>()`). Shared, so
+/// that errors stay cheap to clone.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub(crate) fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+/// Derefs to the original error (and deliberately does not implement `Error` itself, so that
+/// `source()` hands out the original, not a wrapper).
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+/// An error and its causes on one line, `error: cause: cause`: how the library and the services
+/// log errors, since each error's own `Display` leaves its cause to `source()`.
+///
+/// ```
+/// use entra_federation::error::DisplayChain;
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("cannot read the token file")]
+/// struct Outer(#[source] std::io::Error);
+/// let e = Outer(std::io::Error::other("permission denied"));
+/// assert_eq!(e.to_string(), "cannot read the token file");
+/// assert_eq!(DisplayChain(&e).to_string(), "cannot read the token file: permission denied");
+/// ```
+pub struct DisplayChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
 
 /// Why the chain produced no credentials. Each variant carries the cloud's own code.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +129,7 @@ impl Error {
     /// ```
     /// use entra_federation::Error;
     /// use entra_federation::sts::StsError;
-    /// let e = Error::Sts(StsError::Transport { endpoint: "https://sts.example/".into(), reason: "refused".into() });
+    /// let e = Error::Sts(StsError::Transport { endpoint: "https://sts.example/".into(), what: "timed out", source: None });
     /// assert_eq!(e.summary(), "sts: unreachable");
     /// ```
     pub fn summary(&self) -> String {
@@ -101,7 +163,7 @@ impl Error {
                     .collect::<String>()
             ),
             Self::Entra(EntraError::Transport { .. }) => "entra: unreachable".into(),
-            Self::Entra(EntraError::InvalidResponse(_)) => "entra: unusable response".into(),
+            Self::Entra(EntraError::InvalidResponse { .. }) => "entra: unusable response".into(),
             Self::TokenShape(_) => "entra: the token is not the v1 token STS needs".into(),
             Self::Sts(StsError::Service(e)) => format!("sts: HTTP {} {}", e.status, e.raw_code),
             Self::Sts(StsError::Transport { .. }) => "sts: unreachable".into(),

@@ -1,5 +1,6 @@
 //! The HTTP client every hop shares, and the rule for which endpoints may be plain http.
 
+use crate::error::Cause;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,7 +98,7 @@ pub struct HttpSettings {
 #[non_exhaustive]
 pub enum HttpSetupError {
     /// The CA file could not be read.
-    #[error("ENTRA_FEDERATION_CA_FILE='{}' cannot be read: {source}", .path.display())]
+    #[error("ENTRA_FEDERATION_CA_FILE='{}' cannot be read", .path.display())]
     ReadCa {
         /// The file.
         path: PathBuf,
@@ -105,16 +106,17 @@ pub enum HttpSetupError {
         source: std::io::Error,
     },
     /// The CA file is not PEM certificates.
-    #[error("ENTRA_FEDERATION_CA_FILE='{}' holds no usable PEM certificate: {reason}", .path.display())]
+    #[error("ENTRA_FEDERATION_CA_FILE='{}' holds no usable PEM certificate", .path.display())]
     BadCa {
         /// The file.
         path: PathBuf,
-        /// The parser message.
-        reason: String,
+        /// The parser's or the TLS library's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
-    /// reqwest refused the configuration.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    /// The HTTP client refused the configuration.
+    #[error("cannot build the HTTP client")]
+    Client(#[source] Cause),
 }
 
 impl HttpSettings {
@@ -133,12 +135,12 @@ impl HttpSettings {
             let certs =
                 reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpSetupError::BadCa {
                     path: path.clone(),
-                    reason: error_chain(&e),
+                    source: Some(Cause::new(e)),
                 })?;
             if certs.is_empty() {
                 return Err(HttpSetupError::BadCa {
                     path: path.clone(),
-                    reason: "no certificate found".into(),
+                    source: None,
                 });
             }
             for cert in certs {
@@ -152,10 +154,10 @@ impl HttpSettings {
             (Err(e), Some(path)) if self.base_builder().build().is_ok() => {
                 Err(HttpSetupError::BadCa {
                     path: path.clone(),
-                    reason: error_chain(&e),
+                    source: Some(Cause::new(e)),
                 })
             }
-            (Err(e), _) => Err(HttpSetupError::Client(error_chain(&e))),
+            (Err(e), _) => Err(HttpSetupError::Client(Cause::new(e))),
         }
     }
 
@@ -177,31 +179,33 @@ impl HttpSettings {
     }
 }
 
-/// An error and its sources, `outer: inner: …` (reqwest's own text is only "builder error").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+/// A request that got no answer, in a few words for the error's one line, and the HTTP client's
+/// own error (without the URL, which may carry a query) as its cause.
+pub(crate) fn transport_failure(e: reqwest::Error) -> (&'static str, Cause) {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() && mentions_certificate(&e) {
+        "the server's TLS certificate was refused (a private CA is trusted with ENTRA_FEDERATION_CA_FILE)"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke while the response was read"
+    } else {
+        "the request failed"
+    };
+    (what, Cause::new(e.without_url()))
 }
 
-/// Why a request got no answer, for a transport error: "timed out", or "connection failed: " with
-/// the causes (e.g. the TLS certificate refused), or reqwest's own text without the URL.
-pub(crate) fn transport_reason(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        match std::error::Error::source(&e) {
-            Some(cause) => format!("connection failed: {}", error_chain(cause)),
-            None => "connection failed".into(),
+/// Whether a TLS certificate problem is among the causes (rustls names it in its text only).
+fn mentions_certificate(e: &dyn std::error::Error) -> bool {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if c.to_string().to_ascii_lowercase().contains("certificate") {
+            return true;
         }
-    } else {
-        e.without_url().to_string()
+        cause = c.source();
     }
+    false
 }
 
 /// The largest response body read from any upstream (token endpoints, STS, JWKS, the sidecar,
@@ -210,7 +214,7 @@ pub(crate) fn transport_reason(e: reqwest::Error) -> String {
 pub const MAX_RESPONSE_BODY: usize = 1 << 20;
 
 /// Why a response body was not read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BodyError {
     /// The body is larger than the limit (announced, or found while reading).
@@ -222,8 +226,8 @@ pub enum BodyError {
         limit: usize,
     },
     /// The connection failed while the body was read.
-    #[error("{0}")]
-    Transport(String),
+    #[error("the connection broke while the response was read")]
+    Transport(#[source] Cause),
 }
 
 /// Reads `resp`'s body, at most `limit` bytes: refused at once when `Content-Length` announces
@@ -236,7 +240,7 @@ pub async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Vec<
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| BodyError::Transport(transport_reason(e)))?
+        .map_err(|e| BodyError::Transport(transport_failure(e).1))?
     {
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge { limit });

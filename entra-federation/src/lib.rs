@@ -6,7 +6,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod entra;
-mod error;
+pub mod error;
 pub mod http;
 mod provider;
 pub mod refresh;

@@ -332,7 +332,7 @@ impl Chain {
                         && e.is_recoverable()
                         && t.valid_for(self.clock.now(), MANDATORY_WINDOW) =>
                 {
-                    tracing::warn!(error = %e, "Entra token refresh failed; using the cached token while it is valid");
+                    tracing::warn!(error = %crate::error::DisplayChain(&e), "Entra token refresh failed; using the cached token while it is valid");
                     Ok(t.value.clone())
                 }
                 _ => Err(e),
@@ -391,7 +391,7 @@ impl Chain {
                         && e.is_recoverable()
                         && a.valid_for(self.clock.now(), MANDATORY_WINDOW) =>
                 {
-                    tracing::warn!(error = %e, "assertion refresh failed; using the cached assertion while it is valid");
+                    tracing::warn!(error = %crate::error::DisplayChain(&e), "assertion refresh failed; using the cached assertion while it is valid");
                     Ok(a.value.clone())
                 }
                 _ => Err(e.into()),

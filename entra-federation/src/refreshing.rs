@@ -484,13 +484,13 @@ impl<R: Resolve> Core<R> {
         let retry_in_ms = wait.as_millis() as u64;
         match (&valid_left, error.is_recoverable()) {
             (Some(left), true) => {
-                tracing::warn!(what = s.what, error = %error, retry_in_ms, valid_for_s = left.as_secs(), "refresh failed; serving the last good value until it expires")
+                tracing::warn!(what = s.what, error = %crate::error::DisplayChain(&*error), retry_in_ms, valid_for_s = left.as_secs(), "refresh failed; serving the last good value until it expires")
             }
             (Some(left), false) => {
-                tracing::error!(what = s.what, error = %error, retry_in_ms, valid_for_s = left.as_secs(), "refresh failed (not transient); serving the last good value until it expires")
+                tracing::error!(what = s.what, error = %crate::error::DisplayChain(&*error), retry_in_ms, valid_for_s = left.as_secs(), "refresh failed (not transient); serving the last good value until it expires")
             }
             (None, _) => {
-                tracing::error!(what = s.what, error = %error, retry_in_ms, "refresh failed; nothing valid to serve")
+                tracing::error!(what = s.what, error = %crate::error::DisplayChain(&*error), retry_in_ms, "refresh failed; nothing valid to serve")
             }
         }
         snap.failure = Some(Failure {

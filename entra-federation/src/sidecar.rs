@@ -17,6 +17,7 @@
 //! ```
 
 use crate::claims::ClaimSummary;
+use crate::error::Cause;
 use crate::secret::SecretString;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -74,16 +75,19 @@ pub struct DownstreamResponse {
 }
 
 /// Why the sidecar gave no token.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SidecarError {
     /// Not reachable.
-    #[error("cannot reach the sidecar at {endpoint}: {reason}")]
+    #[error("cannot reach the sidecar at {endpoint}: {what}")]
     Transport {
         /// The sidecar URL (no query).
         endpoint: String,
-        /// What failed.
-        reason: String,
+        /// What failed, in a few words.
+        what: &'static str,
+        /// The HTTP client's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The sidecar answered with a problem (`detail` carries Entra's AADSTS message on token failures).
     #[error("the sidecar returned HTTP {status}: {detail}{}", hint(*status, detail))]
@@ -119,8 +123,22 @@ pub enum SidecarError {
         got: String,
     },
     /// A 200 that is not what the sidecar sends.
-    #[error("the sidecar returned an unusable response: {0}")]
-    InvalidResponse(String),
+    #[error("the sidecar returned an unusable response: {detail}")]
+    InvalidResponse {
+        /// What is wrong with it.
+        detail: String,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+/// An unusable answer, with the parser's error as its cause.
+fn invalid(detail: &str, source: impl std::error::Error + Send + Sync + 'static) -> SidecarError {
+    SidecarError::InvalidResponse {
+        detail: detail.into(),
+        source: Some(Cause::new(source)),
+    }
 }
 
 fn hint(status: u16, detail: &str) -> &'static str {
@@ -166,7 +184,10 @@ impl SidecarClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| SidecarError::InvalidResponse(e.to_string()))?;
+            .map_err(|e| SidecarError::InvalidResponse {
+                detail: "the HTTP client cannot be built".into(),
+                source: Some(Cause::new(e)),
+            })?;
         Ok(Self { base, http })
     }
 
@@ -191,20 +212,32 @@ impl SidecarClient {
         if let Some(reason) = crate::http::outside_runtime() {
             return Err(SidecarError::Transport {
                 endpoint,
-                reason: reason.into(),
+                what: reason,
+                source: None,
             });
         }
-        let resp = req.send().await.map_err(|e| SidecarError::Transport {
-            endpoint: endpoint.clone(),
-            reason: crate::http::transport_reason(e),
+        let resp = req.send().await.map_err(|e| {
+            let (what, source) = crate::http::transport_failure(e);
+            SidecarError::Transport {
+                endpoint: endpoint.clone(),
+                what,
+                source: Some(source),
+            }
         })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY)
             .await
-            .map_err(|e| SidecarError::Transport {
-                endpoint,
-                reason: format!("reading the response failed: {e}"),
+            .map_err(|e| match e {
+                crate::http::BodyError::Transport(cause) => SidecarError::Transport {
+                    endpoint,
+                    what: "the connection broke while the response was read",
+                    source: Some(cause),
+                },
+                too_large => SidecarError::InvalidResponse {
+                    detail: too_large.to_string(),
+                    source: None,
+                },
             })?;
         Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     }
@@ -240,15 +273,17 @@ impl SidecarClient {
         if status != 200 {
             return Err(Self::error(status, &headers, &body));
         }
-        let parsed: HeaderResponse = serde_json::from_str(&body).map_err(|e| {
-            SidecarError::InvalidResponse(format!("not an authorization header response ({e})"))
-        })?;
+        let parsed: HeaderResponse = serde_json::from_str(&body)
+            .map_err(|e| invalid("not an authorization header response", e))?;
         let header = parsed
             .authorization_header
-            .ok_or_else(|| SidecarError::InvalidResponse("no authorizationHeader".into()))?;
+            .ok_or_else(|| SidecarError::InvalidResponse {
+                detail: "no authorizationHeader".into(),
+                source: None,
+            })?;
         let jwt = header.split_once(' ').map(|(_, t)| t).unwrap_or_default();
-        let claims = ClaimSummary::read_unverified(jwt)
-            .map_err(|e| SidecarError::InvalidResponse(format!("the token is not a JWT ({e})")))?;
+        let claims =
+            ClaimSummary::read_unverified(jwt).map_err(|e| invalid("the token is not a JWT", e))?;
         let token = AgentToken {
             header: SecretString::new(header),
             claims,
@@ -316,8 +351,7 @@ impl SidecarClient {
         if status != 200 {
             return Err(Self::error(status, &headers, &body));
         }
-        serde_json::from_str(&body)
-            .map_err(|e| SidecarError::InvalidResponse(format!("not a downstream response ({e})")))
+        serde_json::from_str(&body).map_err(|e| invalid("not a downstream response", e))
     }
 
     /// `GET /healthz`.
@@ -365,28 +399,27 @@ mod tests {
         let (url, hits) = stub(403, "").await;
         let client = SidecarClient::new(url).unwrap();
         let user = SecretString::new("user-token".into());
-        assert_eq!(
+        let not_loopback =
+            |e: SidecarError| assert!(matches!(e, SidecarError::NotLoopback), "{e:?}");
+        not_loopback(
             client
                 .autonomous_token("weather-api", "agent")
                 .await
                 .unwrap_err(),
-            SidecarError::NotLoopback
         );
-        assert_eq!(
+        not_loopback(
             client
                 .on_behalf_of_token("weather-api", "agent", &user)
                 .await
                 .unwrap_err(),
-            SidecarError::NotLoopback
         );
-        assert_eq!(
+        not_loopback(
             client
                 .downstream_api("weather-api", "agent", &user, "/weather")
                 .await
                 .unwrap_err(),
-            SidecarError::NotLoopback
         );
-        assert_eq!(client.health().await, Err(SidecarError::NotLoopback));
+        not_loopback(client.health().await.unwrap_err());
         assert_eq!(
             hits.load(Ordering::SeqCst),
             4,
@@ -411,13 +444,17 @@ mod tests {
             .autonomous_token("weather-api", "agent")
             .await
             .unwrap_err();
+        let SidecarError::Problem {
+            status,
+            title,
+            detail,
+        } = err
+        else {
+            panic!("{err:?}")
+        };
         assert_eq!(
-            err,
-            SidecarError::Problem {
-                status: 403,
-                title: Some("Forbidden".into()),
-                detail: "AADSTS50105: not assigned".into(),
-            }
+            (status, title.as_deref(), detail.as_str()),
+            (403, Some("Forbidden"), "AADSTS50105: not assigned")
         );
     }
 }

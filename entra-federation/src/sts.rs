@@ -1,6 +1,7 @@
 //! AWS STS `AssumeRoleWithWebIdentity`: an unsigned Query-protocol POST, XML answer.
 
 use crate::entra::WebIdentityToken;
+use crate::error::Cause;
 use crate::http::redacted_endpoint;
 use crate::retry::{Backoff, Jitter};
 use aws_credential_types::Credentials;
@@ -158,12 +159,15 @@ impl fmt::Display for StsServiceError {
 #[non_exhaustive]
 pub enum StsError {
     /// STS could not be reached.
-    #[error("cannot reach STS at {endpoint}: {reason}")]
+    #[error("cannot reach STS at {endpoint}: {what}")]
     Transport {
         /// The endpoint.
         endpoint: String,
-        /// What failed.
-        reason: String,
+        /// What failed, in a few words.
+        what: &'static str,
+        /// The HTTP client's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// STS answered with an error.
     #[error("{0}")]
@@ -297,7 +301,8 @@ impl StsClient {
         if let Some(reason) = crate::http::outside_runtime() {
             return Err(StsError::Transport {
                 endpoint: redacted_endpoint(&self.endpoint),
-                reason: reason.into(),
+                what: reason,
+                source: None,
             });
         }
         let started = tokio::time::Instant::now();
@@ -316,11 +321,11 @@ impl StsClient {
                 Err(e) if e.is_recoverable() && retry < self.backoff.max_retries => {
                     retry += 1;
                     let delay = self.backoff.delay_with(retry, &self.jitter);
-                    tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %e, "STS call failed; retrying");
+                    tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %crate::error::DisplayChain(&e), "STS call failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
-                    tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %e, "STS call failed");
+                    tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %crate::error::DisplayChain(&e), "STS call failed");
                     return Err(e);
                 }
             }
@@ -349,9 +354,13 @@ impl StsClient {
         for (i, arn) in request.policy_arns.iter().enumerate() {
             form.push((format!("PolicyArns.member.{}.arn", i + 1), arn));
         }
-        let transport = |e: reqwest::Error| StsError::Transport {
-            endpoint: redacted_endpoint(&self.endpoint),
-            reason: crate::http::transport_reason(e),
+        let transport = |e: reqwest::Error| {
+            let (what, source) = crate::http::transport_failure(e);
+            StsError::Transport {
+                endpoint: redacted_endpoint(&self.endpoint),
+                what,
+                source: Some(source),
+            }
         };
         let resp = self
             .http
@@ -378,10 +387,11 @@ impl StsClient {
             Err(e @ crate::http::BodyError::TooLarge { .. }) => {
                 return Err(StsError::InvalidResponse(e.to_string()));
             }
-            Err(crate::http::BodyError::Transport(reason)) => {
+            Err(crate::http::BodyError::Transport(source)) => {
                 return Err(StsError::Transport {
                     endpoint: redacted_endpoint(&self.endpoint),
-                    reason,
+                    what: "the connection broke while the response was read",
+                    source: Some(source),
                 });
             }
         };

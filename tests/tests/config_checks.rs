@@ -368,12 +368,20 @@ async fn the_local_clouds_ca_file_is_trusted_for_its_https_entra() {
         .unwrap_err();
     match &err {
         entra_federation::Error::Entra(entra_federation::entra::EntraError::Transport {
-            reason,
+            what,
+            source: Some(cause),
             ..
-        }) => assert!(
-            reason.to_ascii_lowercase().contains("certificate"),
-            "without the CA the TLS handshake fails on the certificate: {reason}"
-        ),
+        }) => {
+            assert!(
+                what.contains("certificate") && what.contains("ENTRA_FEDERATION_CA_FILE"),
+                "without the CA the TLS handshake fails on the certificate: {what}"
+            );
+            let chain = entra_federation::error::DisplayChain(&**cause).to_string();
+            assert!(
+                chain.to_ascii_lowercase().contains("certificate"),
+                "the TLS library's own error is kept as the cause: {chain}"
+            );
+        }
         other => panic!("expected a transport error at Entra: {other}"),
     }
     assert_eq!(

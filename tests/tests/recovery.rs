@@ -421,14 +421,14 @@ async fn without_a_tokio_runtime_each_hop_fails_with_a_clear_error_not_a_panic()
     for err in [typed(&sdk_err), &*api_err] {
         let Error::Assertion(AssertionError::Transport {
             source_kind,
-            reason,
+            what: reason,
             ..
         }) = err
         else {
             panic!("{err:?}")
         };
         assert_eq!(
-            (*source_kind, reason.as_str()),
+            (*source_kind, *reason),
             ("Container Apps / App Service identity endpoint", NO_RUNTIME)
         );
     }
@@ -449,7 +449,7 @@ async fn without_a_tokio_runtime_each_hop_fails_with_a_clear_error_not_a_panic()
         .unwrap();
     let err = on_a_plain_thread(move || block_on(custom.credentials()).unwrap_err()).await;
     assert!(
-        matches!(&*err, Error::Entra(EntraError::Transport { reason, .. }) if reason == NO_RUNTIME),
+        matches!(&*err, Error::Entra(EntraError::Transport { what, .. }) if *what == NO_RUNTIME),
         "{err:?}"
     );
     assert_eq!(c.counter("entra_token"), 0);
@@ -472,7 +472,7 @@ async fn without_a_tokio_runtime_each_hop_fails_with_a_clear_error_not_a_panic()
     })
     .await;
     assert!(
-        matches!(&err, StsError::Transport { reason, .. } if reason == NO_RUNTIME),
+        matches!(&err, StsError::Transport { what, .. } if *what == NO_RUNTIME),
         "{err:?}"
     );
     assert_eq!(c.counter("sts:AssumeRoleWithWebIdentity"), 0);
@@ -665,7 +665,7 @@ async fn without_a_tokio_runtime_the_sidecar_client_and_the_validator_fail_clear
     })
     .await;
     match health {
-        Err(SidecarError::Transport { reason, .. }) => assert_eq!(reason, NO_RUNTIME),
+        Err(SidecarError::Transport { what, .. }) => assert_eq!(what, NO_RUNTIME),
         other => panic!("expected a transport error naming the runtime: {other:?}"),
     }
     assert!(

@@ -145,12 +145,12 @@ async fn gated_agent_identity_is_a_named_error_not_the_blueprints_token() {
         .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
         .await
         .unwrap_err();
+    let SidecarError::AgentIdentityIgnored { requested, got } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(
-        err,
-        SidecarError::AgentIdentityIgnored {
-            requested: ids::AGENT_CLIENT_ID.into(),
-            got: ids::BLUEPRINT_APP_ID.into()
-        }
+        (requested.as_str(), got.as_str()),
+        (ids::AGENT_CLIENT_ID, ids::BLUEPRINT_APP_ID)
     );
     assert!(err.to_string().contains(OVERRIDE_SETTING), "{err}");
 }

@@ -299,13 +299,21 @@ async fn aks_token_file_is_re_read_on_every_exchange() {
     std::fs::write(&file, "").unwrap();
     let err = source.fetch().await.unwrap_err();
     assert!(
-        matches!(&err, AssertionError::TokenFile { path, reason } if *path == file.display().to_string() && reason == "the file is empty"),
+        matches!(&err, AssertionError::TokenFile { path, what, .. } if *path == file.display().to_string() && *what == "the file is empty"),
         "{err:?}"
     );
     assert!(
         err.to_string().contains("AZURE_FEDERATED_TOKEN_FILE"),
         "{err}"
     );
+    // A missing file: the I/O error itself is the cause.
+    std::fs::remove_file(&file).unwrap();
+    let err = source.fetch().await.unwrap_err();
+    let cause = std::error::Error::source(&err).expect("the I/O error");
+    let io = cause
+        .downcast_ref::<std::io::Error>()
+        .expect("an std::io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ pub use imds::{IMDS_TOKEN_URL, ImdsSource};
 pub use token_file::TokenFileSource;
 
 use crate::claims::ClaimSummary;
+use crate::error::Cause;
 use crate::secret::SecretString;
 use std::fmt;
 use std::future::Future;
@@ -44,11 +45,13 @@ impl Assertion {
         let claims =
             ClaimSummary::read_unverified(&token).map_err(|e| AssertionError::InvalidResponse {
                 source_kind: "caller-supplied",
-                detail: format!("the assertion is not a readable JWT: {e}"),
+                detail: "the assertion is not a readable JWT".into(),
+                source: Some(crate::error::Cause::new(e)),
             })?;
         let exp = claims.exp.ok_or_else(|| AssertionError::InvalidResponse {
             source_kind: "caller-supplied",
             detail: "the assertion has no exp claim".into(),
+            source: None,
         })?;
         Ok(Self::new(
             token,
@@ -127,14 +130,17 @@ pub enum ManagedIdentity {
 #[non_exhaustive]
 pub enum AssertionError {
     /// The endpoint could not be reached (after the documented retries).
-    #[error("{source_kind}: cannot reach {endpoint}: {reason}")]
+    #[error("{source_kind}: cannot reach {endpoint}: {what}")]
     Transport {
         /// The source.
         source_kind: &'static str,
         /// The endpoint without query.
         endpoint: String,
-        /// What failed (timeout, connection refused, …).
-        reason: String,
+        /// What failed, in a few words (timed out, connection failed, …).
+        what: &'static str,
+        /// The HTTP client's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// No managed identity was detected: no identity endpoint, no token file, and IMDS (the guess
     /// that remains) did not answer its probe or has no identity for this machine. A provider
@@ -176,16 +182,22 @@ pub enum AssertionError {
         source_kind: &'static str,
         /// What is wrong with it.
         detail: String,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The federated token file could not be read.
     #[error(
-        "cannot read the federated token file {path}: {reason}. Fix: check AZURE_FEDERATED_TOKEN_FILE and that the projected service-account token volume is mounted"
+        "cannot use the federated token file {path}: {what}. Fix: check AZURE_FEDERATED_TOKEN_FILE and that the projected service-account token volume is mounted"
     )]
     TokenFile {
         /// The file.
         path: String,
-        /// The I/O error.
-        reason: String,
+        /// What is wrong with it.
+        what: &'static str,
+        /// The I/O error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// A caller-supplied source failed.
     #[error("the caller-supplied assertion source failed: {0}")]

@@ -41,9 +41,14 @@ pub(super) fn parse_token_response(
     let invalid = |detail: String| AssertionError::InvalidResponse {
         source_kind,
         detail,
+        source: None,
     };
-    let parsed: TokenResponse = serde_json::from_slice(body)
-        .map_err(|e| invalid(format!("not a JSON token response ({e})")))?;
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| AssertionError::InvalidResponse {
+            source_kind,
+            detail: "not a JSON token response".into(),
+            source: Some(crate::error::Cause::new(e)),
+        })?;
     let token = parsed
         .access_token
         .filter(|t| !t.is_empty())
@@ -99,7 +104,8 @@ pub(super) async fn get_with_retries(
         return Err(AssertionError::Transport {
             source_kind,
             endpoint: redacted_endpoint(endpoint),
-            reason: reason.into(),
+            what: reason,
+            source: None,
         });
     }
     let started = tokio::time::Instant::now();
@@ -107,11 +113,12 @@ pub(super) async fn get_with_retries(
     loop {
         let (err, delay_hint, is_gone) = match request().send().await {
             Err(e) => {
-                let reason = crate::http::transport_reason(e);
+                let (what, source) = crate::http::transport_failure(e);
                 let err = AssertionError::Transport {
                     source_kind,
                     endpoint: redacted_endpoint(endpoint),
-                    reason,
+                    what,
+                    source: Some(source),
                 };
                 (err, None, false)
             }
@@ -120,10 +127,18 @@ pub(super) async fn get_with_retries(
                 let headers = resp.headers().clone();
                 let body = crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY)
                     .await
-                    .map_err(|e| AssertionError::Transport {
-                        source_kind,
-                        endpoint: redacted_endpoint(endpoint),
-                        reason: format!("reading the response failed: {e}"),
+                    .map_err(|e| match e {
+                        crate::http::BodyError::Transport(cause) => AssertionError::Transport {
+                            source_kind,
+                            endpoint: redacted_endpoint(endpoint),
+                            what: "the connection broke while the response was read",
+                            source: Some(cause),
+                        },
+                        too_large => AssertionError::InvalidResponse {
+                            source_kind,
+                            detail: too_large.to_string(),
+                            source: None,
+                        },
                     })?;
                 if (200..300).contains(&status) {
                     return Ok(body);
@@ -169,7 +184,7 @@ pub(super) async fn get_with_retries(
         // turn the retries into a burst.
         let backoff = rules.backoff.delay(retry);
         let delay = delay_hint.map_or(backoff, |after| after.max(backoff));
-        tracing::warn!(source = source_kind, retry, delay_ms = delay.as_millis() as u64, error = %err, "managed-identity endpoint failed; retrying");
+        tracing::warn!(source = source_kind, retry, delay_ms = delay.as_millis() as u64, error = %crate::error::DisplayChain(&err), "managed-identity endpoint failed; retrying");
         tokio::time::sleep(delay).await;
     }
 }

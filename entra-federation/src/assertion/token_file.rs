@@ -19,23 +19,29 @@ impl TokenFileSource {
     }
 
     async fn fetch_inner(&self) -> Result<Assertion, AssertionError> {
-        let err = |reason: String| AssertionError::TokenFile {
-            path: self.path.display().to_string(),
-            reason,
-        };
+        let err =
+            |what: &'static str, source: Option<crate::error::Cause>| AssertionError::TokenFile {
+                path: self.path.display().to_string(),
+                what,
+                source,
+            };
         // tokio::fs needs a runtime; outside one the (small) file is read on this thread.
         let raw = if crate::http::outside_runtime().is_some() {
             std::fs::read_to_string(&self.path)
         } else {
             tokio::fs::read_to_string(&self.path).await
         }
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err("it cannot be read", Some(crate::error::Cause::new(e))))?;
         let token = raw.trim().to_string();
         if token.is_empty() {
-            return Err(err("the file is empty".into()));
+            return Err(err("the file is empty", None));
         }
-        Assertion::from_jwt(token)
-            .map_err(|_| err("the file does not hold a JWT with an exp claim".into()))
+        Assertion::from_jwt(token).map_err(|e| {
+            err(
+                "the file does not hold a JWT with an exp claim",
+                Some(crate::error::Cause::new(e)),
+            )
+        })
     }
 }
 

@@ -26,7 +26,8 @@ impl Resolve for Arc<Fake> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(Error::Sts(StsError::Transport {
                 endpoint: "https://sts.example/".into(),
-                reason: "refused".into(),
+                what: "connection failed",
+                source: None,
             }));
         }
         let expires_at = self.clock.now() + *self.lifetime.lock().unwrap();

@@ -24,6 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use entra_federation::error::DisplayChain;
 use entra_federation::validate::{KindPolicy, Policy, TokenValidator, ValidatorConfig};
 use entra_federation::{EntraCredentialsProvider, SecretString};
 use serde::Deserialize;
@@ -279,7 +280,7 @@ async fn current_status(app: &App) -> Value {
     // and ids, goes to the log only.
     let credentials = app.provider.credentials().await;
     if let Err(e) = &credentials {
-        tracing::warn!(error = %e, "status: no AWS credentials");
+        tracing::warn!(error = %DisplayChain(&**e), "status: no AWS credentials");
     }
     let sidecar = app.tool.sidecar.health().await;
     let mut weather_url = app.config.weather_api_url.clone();

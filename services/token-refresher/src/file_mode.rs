@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use entra_federation::error::DisplayChain;
 use entra_federation::retry::Backoff;
 use entra_federation::token_file::write_atomically;
 use entra_federation::{Clock, EntraCredentialsProvider};
@@ -166,7 +167,13 @@ pub async fn run(
                 if opts.once {
                     return Err(e.into());
                 }
-                failed(status, &mut failures, e.to_string(), e.summary(), clock)
+                failed(
+                    status,
+                    &mut failures,
+                    DisplayChain(&e).to_string(),
+                    e.summary(),
+                    clock,
+                )
             }
         };
         clock.sleep_until(next).await;

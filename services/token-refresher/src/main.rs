@@ -1,6 +1,7 @@
 //! `token-refresher`: file mode (default), `credential-process`, or `serve`.
 
 use clap::{Args, Parser, Subcommand};
+use entra_federation::error::DisplayChain;
 use entra_federation::{Clock, EntraCredentialsProvider};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,7 +92,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("token-refresher: {e}");
+            eprintln!("token-refresher: {}", DisplayChain(&*e));
             ExitCode::FAILURE
         }
     }

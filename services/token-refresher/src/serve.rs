@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use entra_federation::EntraCredentialsProvider;
+use entra_federation::error::DisplayChain;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -132,11 +133,12 @@ async fn credentials(
             .into_response()
         }
         Err(e) => {
-            tracing::error!(error = %e, "no credentials to serve");
+            let text = DisplayChain(&*e).to_string();
+            tracing::error!(error = %text, "no credentials to serve");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CredentialsUnavailable",
-                &e.to_string(),
+                &text,
             )
         }
     }

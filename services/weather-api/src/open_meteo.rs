@@ -185,8 +185,10 @@ impl OpenMeteo {
         .await
         {
             Ok(body) => String::from_utf8_lossy(&body).into_owned(),
-            Err(entra_federation::http::BodyError::Transport(reason)) => {
-                return Err(UpstreamError::Unreachable(reason));
+            Err(entra_federation::http::BodyError::Transport(cause)) => {
+                return Err(UpstreamError::Unreachable(format!(
+                    "Open-Meteo: the connection broke while the answer was read: {cause}"
+                )));
             }
             // Too large, or whatever else a body can be refused for.
             Err(e) => {
