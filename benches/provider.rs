@@ -14,7 +14,7 @@ use aws_smithy_runtime_api::client::identity::{ResolveCachedIdentity, SharedIden
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
 use aws_smithy_types::config_bag::ConfigBag;
 use criterion::{Criterion, criterion_group, criterion_main};
-use entra_federation::{Builder, EntraCredentialsProvider};
+use entra_federation::{EntraCredentialsProvider, EntraCredentialsProviderBuilder};
 use futures::FutureExt;
 use local_cloud::LocalCloud;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -90,7 +90,7 @@ fn eight_threads(
 
 fn provider(env: &HashMap<String, String>) -> EntraCredentialsProvider {
     let env = env.clone();
-    Builder::from_env_fn(move |k| env.get(k).cloned())
+    EntraCredentialsProviderBuilder::from_env_fn(move |k| env.get(k).cloned())
         .unwrap()
         .build()
         .unwrap()

@@ -31,7 +31,10 @@ fn bench(c: &mut Criterion) {
     let cached_validator = TokenValidator::new(config.clone()).unwrap();
     config.verified_cache = 0;
     let validator = TokenValidator::new(config).unwrap();
-    let now = entra_federation::clock::unix_seconds(std::time::SystemTime::now());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
     let claims = serde_json::json!({
         "aud": ids::WEATHER_API_AUDIENCE, "iss": format!("https://sts.windows.net/{}/", ids::TENANT_ID),
         "iat": now, "nbf": now, "exp": now + 3600, "appid": ids::AGENT_CLIENT_ID, "idtyp": "app",

@@ -3,7 +3,7 @@
 //!
 //! `cargo run -p examples --example local_caller_identity`
 
-use entra_federation::{Builder, EntraCredentialsProvider};
+use entra_federation::{EntraCredentialsProvider, EntraCredentialsProviderBuilder};
 use local_cloud::LocalCloud;
 use tracing_subscriber::EnvFilter;
 
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. The provider, configured only from those variables (on Azure: EntraCredentialsProvider::from_env()).
     let provider: EntraCredentialsProvider =
-        Builder::from_env_fn(move |k| env.get(k).cloned())?.build()?;
+        EntraCredentialsProviderBuilder::from_env_fn(move |k| env.get(k).cloned())?.build()?;
     println!("provider: {provider:?}");
 
     // 3. Any AWS SDK client, with the provider as its credentials.

@@ -27,6 +27,17 @@ pub struct WebIdentityToken {
 }
 
 impl WebIdentityToken {
+    /// A token with no claims that never expires, for unit tests of the hops after Entra.
+    #[cfg(test)]
+    pub(crate) fn for_tests(jwt: &str) -> Self {
+        Self {
+            token: SecretString::new(jwt.into()),
+            expires_at: SystemTime::now() + Duration::from_secs(3600),
+            issued_at: SystemTime::now(),
+            claims: ClaimSummary::default(),
+        }
+    }
+
     /// The JWT, for the one place it is sent (STS, or a file for another SDK).
     pub fn token(&self) -> &SecretString {
         &self.token

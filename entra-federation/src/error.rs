@@ -1,8 +1,22 @@
-//! The error of one trip through the chain.
+//! The errors: [`Error`] for one trip through the chain (managed identity → Entra → STS), the
+//! error of each hop it wraps, [`ConfigError`] for the builder, and [`Cause`], the original error
+//! under any of them.
+//!
+//! Each error's `Display` is one line that says what failed and how to fix it, with the cloud's
+//! own code (`AADSTS…`, the STS error code); the error underneath (the HTTP client's, an I/O or
+//! a parser error) is its `source()`. [`DisplayChain`] prints both.
 
-use crate::assertion::AssertionError;
-use crate::entra::{EntraError, TokenShapeError};
-use crate::sts::StsError;
+pub use crate::assertion::AssertionError;
+pub use crate::claims::ClaimsError;
+pub use crate::entra::{EntraError, EntraRejection, TokenShapeError};
+pub use crate::http::{EndpointError, HttpSetupError, NO_RUNTIME};
+pub use crate::provider::ConfigError;
+#[cfg(feature = "sidecar")]
+pub use crate::sidecar::SidecarError;
+pub use crate::sts::{StsError, StsErrorCode, StsServiceError};
+#[cfg(feature = "validate")]
+pub use crate::validate::ValidationError;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -85,7 +99,7 @@ pub enum Error {
     /// The whole chain (identity endpoint, Entra and STS, with their retries) took longer than
     /// the attempt's deadline and was abandoned.
     #[error(
-        "the credential chain (managed identity, Entra, STS) did not finish within {seconds} s and was abandoned; the hop that hangs is in the log (raise Builder::attempt_timeout only if that hop is known to be slow)"
+        "the credential chain (managed identity, Entra, STS) did not finish within {seconds} s and was abandoned; the hop that hangs is in the log (raise EntraCredentialsProviderBuilder::attempt_timeout only if that hop is known to be slow)"
     )]
     Deadline {
         /// The deadline, in seconds.
@@ -128,7 +142,7 @@ impl Error {
     ///
     /// ```
     /// use entra_federation::Error;
-    /// use entra_federation::sts::StsError;
+    /// use entra_federation::error::StsError;
     /// let e = Error::Sts(StsError::Transport { endpoint: "https://sts.example/".into(), what: "timed out", source: None });
     /// assert_eq!(e.summary(), "sts: unreachable");
     /// ```

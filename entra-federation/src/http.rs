@@ -92,8 +92,24 @@ pub struct HttpSettings {
     pub plain_http_only: bool,
 }
 
+/// The client of a managed-identity hop: never through a proxy (the identity header and the
+/// managed-identity token would travel to it, and IMDS refuses proxied calls); no TLS roots at all
+/// when the endpoint is plain http, as it is in Azure.
+pub(crate) fn identity_client(
+    endpoint: &Url,
+    extra_root_ca: Option<PathBuf>,
+) -> Result<reqwest::Client, HttpSetupError> {
+    HttpSettings {
+        extra_root_ca,
+        no_proxy: true,
+        plain_http_only: endpoint.scheme() == "http",
+        ..Default::default()
+    }
+    .build()
+}
+
 /// Why the HTTP client could not be built. The CA file is the one `ENTRA_FEDERATION_CA_FILE` names
-/// (or [`crate::Builder::root_ca_file`], or a validator's `root_ca`, which services read from it).
+/// (or [`crate::EntraCredentialsProviderBuilder::root_ca_file`], or a validator's `root_ca`, which services read from it).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpSetupError {

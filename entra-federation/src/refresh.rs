@@ -11,16 +11,9 @@ use std::time::{Duration, SystemTime};
 /// The last minute of a value's life: callers wait for a refresh instead of being served from cache.
 pub const MANDATORY_WINDOW: Duration = Duration::from_secs(60);
 
-/// How far ahead of expiry the advisory (background) refresh starts, for a value living `lifetime`.
-///
-/// ```
-/// use entra_federation::refresh::advisory_lead;
-/// use std::time::Duration;
-/// let min = |m: u64| Duration::from_secs(m * 60);
-/// assert_eq!(advisory_lead(min(15)), min(5));
-/// assert_eq!(advisory_lead(min(60)), min(15));
-/// assert_eq!(advisory_lead(min(120)), min(60));
-/// ```
+/// How far ahead of expiry the advisory (background) refresh starts, for a value living
+/// `lifetime`: 5 minutes for up to 20 minutes' life, 15 below 90 minutes, an hour beyond; half the
+/// lifetime for a value too short-lived for its lead.
 pub fn advisory_lead(lifetime: Duration) -> Duration {
     const MIN: u64 = 60;
     let lead = if lifetime <= Duration::from_secs(20 * MIN) {
@@ -75,6 +68,7 @@ pub struct Cached<T> {
 impl<T> Cached<T> {
     /// Caches `value`, obtained at `now`, expiring at `expires_at`. The refresh point is jittered
     /// by up to a fifth of the lead so that a fleet of processes does not refresh in lockstep.
+    #[cfg(test)]
     pub fn new(value: T, now: SystemTime, expires_at: SystemTime, rule: Rule) -> Self {
         Self::jittered(value, now, expires_at, rule, fastrand::f64())
     }
@@ -127,6 +121,14 @@ impl<T> Cached<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advisory_leads_follow_the_lifetime() {
+        let min = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(advisory_lead(min(15)), min(5));
+        assert_eq!(advisory_lead(min(60)), min(15));
+        assert_eq!(advisory_lead(min(120)), min(60));
+    }
 
     const MIN: u64 = 60;
 

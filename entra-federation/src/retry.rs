@@ -6,14 +6,7 @@ use std::time::{Duration, SystemTime};
 
 /// Where jitter's random fractions come from: each thread's generator (the default), or one
 /// generator from a seed, so that a test's refresh points and retry delays are reproducible
-/// (see [`crate::Builder::jitter_seed`]).
-///
-/// ```
-/// use entra_federation::retry::Jitter;
-/// let (a, b) = (Jitter::seeded(7), Jitter::seeded(7));
-/// assert_eq!(a.fraction(), b.fraction());
-/// assert!((0.0..1.0).contains(&Jitter::default().fraction()));
-/// ```
+/// (see [`crate::EntraCredentialsProviderBuilder::jitter_seed`]).
 #[derive(Clone, Default)]
 pub struct Jitter(Option<Arc<Mutex<fastrand::Rng>>>);
 
@@ -120,6 +113,13 @@ pub fn retry_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seed_reproduces_the_fractions() {
+        let (a, b) = (Jitter::seeded(7), Jitter::seeded(7));
+        assert_eq!(a.fraction(), b.fraction());
+        assert!((0.0..1.0).contains(&Jitter::default().fraction()));
+    }
 
     #[test]
     fn delays_grow_exponentially_within_jitter_and_cap() {

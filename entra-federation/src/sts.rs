@@ -494,6 +494,32 @@ pub fn valid_session_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Called outside a Tokio runtime (where the HTTP client would panic), the client says so and
+    /// sends nothing: the future is ready on its first poll.
+    #[test]
+    fn outside_a_runtime_nothing_is_sent() {
+        let sts = StsClient::new(
+            "http://127.0.0.1:9/".parse().unwrap(),
+            reqwest::Client::new(),
+        );
+        let request = AssumeRoleRequest {
+            role_arn: "arn:aws:iam::123456789012:role/BedrockInvokerFromAzure".into(),
+            session_name: "no-runtime".into(),
+            duration_seconds: None,
+            policy: None,
+            policy_arns: vec![],
+        };
+        let token = WebIdentityToken::for_tests("eyJ.e30.sig");
+        let mut call = std::pin::pin!(sts.assume_role_with_web_identity(&request, &token));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match call.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(Err(StsError::Transport { what, .. })) => {
+                assert_eq!(what, crate::http::NO_RUNTIME)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// An unparseable answer is a short error, never the body quoted back (found by the body-limit
     /// tests: the parser's message quoted all 4 MiB).
     #[test]

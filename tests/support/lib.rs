@@ -1,7 +1,7 @@
 //! Shared helpers of the system tests: a local cloud per test, a provider configured only from the
 //! environment the local cloud writes, and the Python venv of third-party peers.
 
-use entra_federation::{Builder, Clock, EntraCredentialsProvider};
+use entra_federation::{Clock, EntraCredentialsProvider, EntraCredentialsProviderBuilder};
 use local_cloud::{LocalCloud, Registry};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,9 +39,10 @@ pub fn env_of(cloud: &LocalCloud) -> HashMap<String, String> {
 }
 
 /// A provider builder filled from the local cloud's environment only.
-pub fn builder_from_env(env: &HashMap<String, String>) -> Builder {
+pub fn builder_from_env(env: &HashMap<String, String>) -> EntraCredentialsProviderBuilder {
     let env = env.clone();
-    Builder::from_env_fn(move |k| env.get(k).cloned()).expect("environment parses")
+    EntraCredentialsProviderBuilder::from_env_fn(move |k| env.get(k).cloned())
+        .expect("environment parses")
 }
 
 /// A provider configured only from the local cloud's environment.

@@ -1,12 +1,9 @@
 //! Issue 12 point 8: no upstream can make a client read more than 1 MiB (token endpoints, STS,
 //! JWKS, the sidecar), whether the body announces its length or streams chunked.
 
-use entra_federation::assertion::{self, Assertion};
-use entra_federation::entra::EntraClient;
+use entra_federation::Error;
 use entra_federation::sidecar::SidecarClient;
-use entra_federation::sts::{AssumeRoleRequest, StsClient};
 use entra_federation::validate::{KindPolicy, Policy, TokenValidator, ValidatorConfig};
-use entra_federation::{Clock, Error};
 use system_tests::*;
 
 const LIMIT_TEXT: &str = "larger than 1048576 bytes";
@@ -59,26 +56,13 @@ async fn the_identity_endpoint_cannot_send_more_than_a_mebibyte() {
 #[tokio::test]
 async fn entra_cannot_send_more_than_a_mebibyte() {
     let cloud = cloud().await;
-    let mi = cloud.state().registry().managed_identities[0].clone();
-    let (minted, _) = local_cloud::identity::mint_mi_token(
-        cloud.state(),
-        &mi,
-        assertion::TOKEN_EXCHANGE_RESOURCE,
-    )
-    .unwrap();
-    let assertion = Assertion::from_jwt(minted).unwrap();
     for chunked in [false, true] {
         let url = oversized(chunked).await;
-        let entra = EntraClient::new(
-            &url.parse().unwrap(),
-            "contoso.onmicrosoft.com",
-            "00000000-0000-0000-0000-000000000001".into(),
-            "api://x/.default".into(),
-            reqwest::Client::new(),
-            Clock::system(),
-        )
-        .unwrap();
-        let e = entra.exchange(&assertion).await.unwrap_err();
+        let mut env = env_of(&cloud);
+        env.insert("AZURE_AUTHORITY_HOST".into(), format!("{url}/"));
+        let provider = builder_from_env(&env).build().unwrap();
+        let e = provider.web_identity_token().await.unwrap_err();
+        assert!(matches!(&e, Error::Entra(_)), "{e}");
         says_too_large("entra", &e.to_string());
     }
 }
@@ -86,24 +70,13 @@ async fn entra_cannot_send_more_than_a_mebibyte() {
 #[tokio::test]
 async fn sts_cannot_send_more_than_a_mebibyte() {
     let cloud = cloud().await;
-    let token = provider_from_env(&cloud)
-        .web_identity_token()
-        .await
-        .unwrap();
-    let request = AssumeRoleRequest {
-        role_arn: "arn:aws:iam::123456789012:role/BedrockInvokerFromAzure".into(),
-        session_name: "limits".into(),
-        duration_seconds: None,
-        policy: None,
-        policy_arns: vec![],
-    };
     for chunked in [false, true] {
         let url = oversized(chunked).await;
-        let sts = StsClient::new(format!("{url}/").parse().unwrap(), reqwest::Client::new());
-        let e = sts
-            .assume_role_with_web_identity(&request, &token)
-            .await
-            .unwrap_err();
+        let mut env = env_of(&cloud);
+        env.insert("AWS_ENDPOINT_URL_STS".into(), format!("{url}/"));
+        let provider = builder_from_env(&env).build().unwrap();
+        let e = provider.credentials().await.unwrap_err();
+        assert!(matches!(&*e, Error::Sts(_)), "{e}");
         says_too_large("sts", &e.to_string());
     }
 }

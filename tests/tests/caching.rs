@@ -3,8 +3,8 @@
 
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
-use entra_federation::entra::EntraError;
-use entra_federation::sts::{StsError, StsErrorCode};
+use entra_federation::error::EntraError;
+use entra_federation::error::{StsError, StsErrorCode};
 use entra_federation::{Clock, EntraCredentialsProvider};
 use futures::FutureExt;
 use local_cloud::{Fault, Registry};
@@ -273,16 +273,9 @@ async fn only_in_the_last_minute_do_callers_wait_for_a_refresh() {
     let clock = Clock::tokio_driven();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     // Longer than the test: the held STS call must not time out while the clock moves.
-    let http = entra_federation::http::HttpSettings {
-        extra_root_ca: Some(cloud.ca_file().to_path_buf()),
-        request_timeout: Some(Duration::from_secs(2 * 3600)),
-        ..Default::default()
-    }
-    .build()
-    .unwrap();
     let provider = builder_from_env(&env_of(&cloud))
         .clock(clock.clone())
-        .http_client(http)
+        .request_timeout(Duration::from_secs(2 * 3600))
         .attempt_timeout(Duration::from_secs(2 * 3600))
         .jitter_seed(jitter_seed())
         .build()

@@ -2,8 +2,8 @@
 //! really used, shown by the local cloud's counters), the limits on session policies at their
 //! boundaries, and the root CA file. Every refusal is a typed error naming the variable.
 
-use entra_federation::http::HttpSetupError;
-use entra_federation::{Builder, ConfigError};
+use entra_federation::error::HttpSetupError;
+use entra_federation::{ConfigError, EntraCredentialsProviderBuilder};
 use local_cloud::{LocalCloud, Registry, ids};
 use std::collections::HashMap;
 use system_tests::*;
@@ -32,9 +32,9 @@ fn with(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     env
 }
 
-fn from_env(env: &HashMap<String, String>) -> Result<Builder, ConfigError> {
+fn from_env(env: &HashMap<String, String>) -> Result<EntraCredentialsProviderBuilder, ConfigError> {
     let env = env.clone();
-    Builder::from_env_fn(move |k| env.get(k).cloned())
+    EntraCredentialsProviderBuilder::from_env_fn(move |k| env.get(k).cloned())
 }
 
 fn build(env: &HashMap<String, String>) -> Result<(), ConfigError> {
@@ -367,7 +367,7 @@ async fn the_local_clouds_ca_file_is_trusted_for_its_https_entra() {
         .await
         .unwrap_err();
     match &err {
-        entra_federation::Error::Entra(entra_federation::entra::EntraError::Transport {
+        entra_federation::Error::Entra(entra_federation::error::EntraError::Transport {
             what,
             source: Some(cause),
             ..

@@ -1,10 +1,10 @@
 //! Container Apps and App Service rotate `IDENTITY_HEADER`. A provider configured by
-//! `Builder::from_env` reads it from the process environment on every identity-endpoint request,
+//! `EntraCredentialsProviderBuilder::from_env` reads it from the process environment on every identity-endpoint request,
 //! so the same provider follows a rotation. This binary holds this one test because it changes its
 //! own process environment.
 
 use entra_federation::assertion::AssertionError;
-use entra_federation::{Builder, Clock, Error};
+use entra_federation::{Clock, EntraCredentialsProviderBuilder, Error};
 use local_cloud::Registry;
 use std::time::Duration;
 use system_tests::*;
@@ -28,7 +28,7 @@ async fn a_rotated_identity_header_is_read_from_the_process_environment() {
     for (key, value) in &env {
         set(key, value);
     }
-    let provider = Builder::from_env()
+    let provider = EntraCredentialsProviderBuilder::from_env()
         .expect("the process environment parses")
         .clock(clock.clone())
         .build()

@@ -2,8 +2,8 @@
 //! own code and the library's fix.
 
 use entra_federation::Error;
-use entra_federation::entra::{EntraError, TokenShapeError};
-use entra_federation::sts::{StsError, StsErrorCode};
+use entra_federation::error::{EntraError, TokenShapeError};
+use entra_federation::error::{StsError, StsErrorCode};
 use local_cloud::{LocalCloud, Registry, ids};
 use system_tests::*;
 

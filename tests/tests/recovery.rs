@@ -7,9 +7,9 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
 use axum::http::{StatusCode, header};
 use entra_federation::assertion::{self, Assertion, AssertionError, TokenFileSource};
-use entra_federation::entra::EntraError;
-use entra_federation::http::NO_RUNTIME;
-use entra_federation::sts::{AssumeRoleRequest, StsClient, StsError, StsErrorCode};
+use entra_federation::error::EntraError;
+use entra_federation::error::NO_RUNTIME;
+use entra_federation::error::{StsError, StsErrorCode};
 use entra_federation::{Clock, EntraCredentialsProvider, Error};
 use local_cloud::{Fault, LocalCloud, Registry, ids};
 use std::collections::{HashMap, VecDeque};
@@ -454,28 +454,7 @@ async fn without_a_tokio_runtime_each_hop_fails_with_a_clear_error_not_a_panic()
     );
     assert_eq!(c.counter("entra_token"), 0);
 
-    // The STS client on its own.
-    let token = provider_from_env(&c).web_identity_token().await.unwrap();
-    let sts = StsClient::new(
-        format!("{}/", c.http_url()).parse().unwrap(),
-        reqwest::Client::new(),
-    );
-    let err = on_a_plain_thread(move || {
-        let request = AssumeRoleRequest {
-            role_arn: "arn:aws:iam::123456789012:role/BedrockInvokerFromAzure".into(),
-            session_name: "no-runtime".into(),
-            duration_seconds: None,
-            policy: None,
-            policy_arns: vec![],
-        };
-        block_on(sts.assume_role_with_web_identity(&request, &token)).unwrap_err()
-    })
-    .await;
-    assert!(
-        matches!(&err, StsError::Transport { what, .. } if *what == NO_RUNTIME),
-        "{err:?}"
-    );
-    assert_eq!(c.counter("sts:AssumeRoleWithWebIdentity"), 0);
+    // STS on its own, outside a runtime: the unit test sts::tests::outside_a_runtime_nothing_is_sent.
 
     // The AKS token file needs no network: it is read.
     let file = c.state_dir().join("projected-token");

@@ -38,22 +38,13 @@ impl TimeSource for Offset {
     }
 }
 
-/// An HTTP client trusting the local cloud whose requests may last two hours: only the
-/// provider's own deadline can end a held call.
-fn patient_http(cloud: &LocalCloud) -> reqwest::Client {
-    entra_federation::http::HttpSettings {
-        extra_root_ca: Some(cloud.ca_file().to_path_buf()),
-        request_timeout: Some(Duration::from_secs(2 * 3600)),
-        ..Default::default()
-    }
-    .build()
-    .unwrap()
-}
+/// Requests that may last two hours: only the provider's own deadline can end a held call.
+const PATIENT: Duration = Duration::from_secs(2 * 3600);
 
 fn provider(cloud: &LocalCloud, clock: Clock) -> EntraCredentialsProvider {
     builder_from_env(&env_of(cloud))
         .clock(clock)
-        .http_client(patient_http(cloud))
+        .request_timeout(PATIENT)
         .jitter_seed(jitter_seed())
         .build()
         .unwrap()

@@ -104,8 +104,8 @@ async fn trace_logs_debug_and_errors_carry_no_secret() {
     // Each failure is the one meant (the cloud's own words are quoted in it).
     use entra_federation::Error;
     use entra_federation::assertion::AssertionError;
-    use entra_federation::entra::EntraError;
-    use entra_federation::sts::{StsError, StsErrorCode};
+    use entra_federation::error::EntraError;
+    use entra_federation::error::{StsError, StsErrorCode};
     assert!(
         matches!(&*entra_err, Error::Entra(EntraError::Rejected(r)) if r.codes == [700213]),
         "{entra_err:?}"

@@ -7,7 +7,6 @@ use entra_federation::assertion::{
     self, AppServiceSource, Assertion, AssertionError, AssertionSource, HeaderValueSource,
     ImdsSource, ManagedIdentity, TokenFileSource,
 };
-use entra_federation::http::HttpSettings;
 use local_cloud::{Fault, LocalCloud, Registry, ids};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +16,7 @@ fn imds(cloud: &LocalCloud, id: ManagedIdentity) -> ImdsSource {
     let url = format!("{}/metadata/identity/oauth2/token", cloud.http_url())
         .parse()
         .unwrap();
-    ImdsSource::new(
-        url,
-        id,
-        assertion::TOKEN_EXCHANGE_RESOURCE.into(),
-        HttpSettings::default().build().unwrap(),
-        Clock::system(),
-    )
+    ImdsSource::new(url).unwrap().with_managed_identity(id)
 }
 
 fn imds_fault(status: u16, count: Option<u32>, retry_after: Option<u64>) -> Fault {
@@ -142,14 +135,9 @@ fn app_service(
     id: ManagedIdentity,
 ) -> AppServiceSource {
     let url = format!("{}/msi/token", cloud.http_url()).parse().unwrap();
-    AppServiceSource::new(
-        url,
-        header,
-        id,
-        assertion::TOKEN_EXCHANGE_RESOURCE.into(),
-        HttpSettings::default().build().unwrap(),
-        Clock::system(),
-    )
+    AppServiceSource::new(url, header)
+        .unwrap()
+        .with_managed_identity(id)
 }
 
 #[tokio::test]

@@ -50,7 +50,7 @@ fn expiration_of(body: &str) -> i64 {
 
 /// Unix seconds now.
 fn now_secs() -> i64 {
-    entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64
+    local_cloud::state::unix_seconds(std::time::SystemTime::now()) as i64
 }
 
 /// The library's v1 token, re-signed by the tenant's key with `exp` moved.
@@ -58,7 +58,7 @@ async fn v1_token_expiring(cloud: &LocalCloud, exp_from_now: i64) -> String {
     let token = provider_from_env(cloud).web_identity_token().await.unwrap();
     let mut claims: Value =
         jsonwebtoken::dangerous::insecure_decode_claims(token.token().expose_secret()).unwrap();
-    let now = entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64;
+    let now = local_cloud::state::unix_seconds(std::time::SystemTime::now()) as i64;
     claims["exp"] = serde_json::json!(now + exp_from_now);
     cloud
         .state()

@@ -1,7 +1,6 @@
 //! Clients nobody here wrote, against the local cloud: azure-identity + PyJWT, boto3, and the
 //! library's STS client against moto's independent STS implementation.
 
-use entra_federation::sts::{AssumeRoleRequest, StsClient};
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -116,56 +115,44 @@ impl Moto {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn library_sts_client_parses_motos_independent_sts() {
+async fn the_provider_parses_motos_independent_sts() {
     let cloud = cloud().await;
-    let token = provider_from_env(&cloud)
-        .web_identity_token()
-        .await
-        .expect("v1 token");
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     let (_moto, url) = Moto::start(python, Duration::from_secs(60)).await;
-    let sts = StsClient::new(url.parse().unwrap(), reqwest::Client::new());
-    let request = AssumeRoleRequest {
-        role_arn: "arn:aws:iam::123456789012:role/moto-role".into(),
-        session_name: "entra-federation".into(),
-        duration_seconds: Some(900),
-        policy: None,
-        policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
-    };
+    let mut env = env_of(&cloud);
+    env.insert("AWS_ENDPOINT_URL_STS".into(), url);
+    env.insert(
+        "AWS_ROLE_ARN".into(),
+        "arn:aws:iam::123456789012:role/moto-role".into(),
+    );
+    env.insert("AWS_ROLE_DURATION_SECONDS".into(), "900".into());
+    let provider = builder_from_env(&env)
+        .policy_arns(["arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()])
+        .build()
+        .unwrap();
     let asked_at = std::time::SystemTime::now();
-    let assumed = sts
-        .assume_role_with_web_identity(&request, &token)
-        .await
-        .expect("moto answers");
+    let credentials = provider.credentials().await.expect("moto answers");
     let answered_at = std::time::SystemTime::now();
-    let key = assumed.credentials.access_key_id();
+    let key = credentials.access_key_id();
     assert!(
         key.starts_with("ASIA") && key.len() >= 16,
         "a temporary access key id"
     );
-    assert!(
-        assumed
-            .credentials
-            .session_token()
-            .is_some_and(|t| !t.is_empty())
-    );
+    assert!(credentials.session_token().is_some_and(|t| !t.is_empty()));
+    // The account comes from moto's AssumedRoleUser ARN.
     assert_eq!(
-        assumed.assumed_role_arn.as_deref(),
-        Some("arn:aws:sts::123456789012:assumed-role/moto-role/entra-federation")
-    );
-    assert_eq!(
-        assumed.credentials.account_id().map(|a| a.as_str()),
+        credentials.account_id().map(|a| a.as_str()),
         Some("123456789012")
     );
     // DurationSeconds=900 was sent and honoured: the expiry is 900 s after a moment between the
     // request and the answer (moto writes whole seconds, hence one second either side).
+    let expiry = credentials.expiry().expect("an expiry");
     let second = Duration::from_secs(1);
     let earliest = asked_at + Duration::from_secs(900) - second;
     let latest = answered_at + Duration::from_secs(900) + second;
     assert!(
-        (earliest..=latest).contains(&assumed.expires_at),
-        "{:?} not within {earliest:?}..={latest:?}",
-        assumed.expires_at
+        (earliest..=latest).contains(&expiry),
+        "{expiry:?} not within {earliest:?}..={latest:?}"
     );
-    assert_eq!(assumed.credentials.expiry(), Some(assumed.expires_at));
+    assert_eq!(provider.cached_expiry(), Some(expiry));
 }

@@ -51,7 +51,7 @@ fn default_validator(cloud: &LocalCloud) -> TokenValidator {
 }
 
 fn now() -> i64 {
-    entra_federation::clock::unix_seconds(std::time::SystemTime::now()) as i64
+    local_cloud::state::unix_seconds(std::time::SystemTime::now()) as i64
 }
 
 /// An autonomous agent token (v1), as the Agent ID flow mints it for the weather API.
@@ -510,7 +510,7 @@ async fn requests_do_not_wait_on_the_periodic_refresh() {
     config.clock = clock.clone();
     let v = TokenValidator::new(config).unwrap();
     let token = |cloud: &LocalCloud| {
-        let t = entra_federation::clock::unix_seconds(clock.now()) as i64;
+        let t = local_cloud::state::unix_seconds(clock.now()) as i64;
         sign(
             cloud,
             &with(

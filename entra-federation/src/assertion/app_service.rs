@@ -6,6 +6,7 @@ use super::{
     Assertion, AssertionError, AssertionSource, BoxFuture, HeaderValueSource, ManagedIdentity,
 };
 use crate::clock::Clock;
+use crate::http::{HttpSetupError, identity_client};
 use crate::retry::Backoff;
 use std::time::Duration;
 use url::Url;
@@ -26,10 +27,34 @@ pub struct AppServiceSource {
 
 impl AppServiceSource {
     /// A source for `endpoint` (the `IDENTITY_ENDPOINT` value) whose header value is read from
-    /// `header` on every request.
-    /// Give it a client built with [`crate::http::HttpSettings::no_proxy`]: this hop must never
-    /// go through a proxy (the builder does so).
-    pub fn new(
+    /// `header` on every request: the system-assigned identity, for the token-exchange resource
+    /// ([`super::TOKEN_EXCHANGE_RESOURCE`]). Its HTTP client never goes through a proxy (the
+    /// identity header must not travel to one).
+    ///
+    /// ```
+    /// use entra_federation::assertion::{AppServiceSource, HeaderValueSource, ManagedIdentity};
+    /// let source = AppServiceSource::new(
+    ///     "http://localhost:42356/msi/token".parse()?,
+    ///     HeaderValueSource::Env("IDENTITY_HEADER".into()),
+    /// )?
+    /// .with_managed_identity(ManagedIdentity::ClientId("6a1f…".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(endpoint: Url, header: HeaderValueSource) -> Result<Self, HttpSetupError> {
+        let http = identity_client(&endpoint, None)?;
+        Ok(Self::from_parts(
+            endpoint,
+            header,
+            ManagedIdentity::SystemAssigned,
+            super::TOKEN_EXCHANGE_RESOURCE.into(),
+            http,
+            Clock::system(),
+        ))
+    }
+
+    super::identity_request_setters!();
+
+    pub(crate) fn from_parts(
         endpoint: Url,
         header: HeaderValueSource,
         identity: ManagedIdentity,

@@ -4,7 +4,9 @@
 use super::response::{RetryRules, get_with_retries, parse_token_response};
 use super::{Assertion, AssertionError, AssertionSource, BoxFuture, ManagedIdentity};
 use crate::clock::Clock;
-use crate::http::{MAX_RESPONSE_BODY, read_body, redacted_endpoint};
+use crate::http::{
+    HttpSetupError, MAX_RESPONSE_BODY, identity_client, read_body, redacted_endpoint,
+};
 use crate::retry::Backoff;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,10 +40,30 @@ pub struct ImdsSource {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl ImdsSource {
-    /// A source for `endpoint` (normally [`IMDS_TOKEN_URL`]).
-    /// Give it a client built with [`crate::http::HttpSettings::no_proxy`]: this hop must never
-    /// go through a proxy (the builder does so).
-    pub fn new(
+    /// A source for `endpoint` (normally [`IMDS_TOKEN_URL`]): the system-assigned identity, for
+    /// the token-exchange resource ([`super::TOKEN_EXCHANGE_RESOURCE`]). Its HTTP client never
+    /// goes through a proxy (IMDS refuses proxied calls).
+    ///
+    /// ```
+    /// use entra_federation::assertion::{ImdsSource, IMDS_TOKEN_URL, ManagedIdentity};
+    /// let source = ImdsSource::new(IMDS_TOKEN_URL.parse()?)?
+    ///     .with_managed_identity(ManagedIdentity::ClientId("6a1f…".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(endpoint: Url) -> Result<Self, HttpSetupError> {
+        let http = identity_client(&endpoint, None)?;
+        Ok(Self::from_parts(
+            endpoint,
+            ManagedIdentity::SystemAssigned,
+            super::TOKEN_EXCHANGE_RESOURCE.into(),
+            http,
+            Clock::system(),
+        ))
+    }
+
+    super::identity_request_setters!();
+
+    pub(crate) fn from_parts(
         endpoint: Url,
         identity: ManagedIdentity,
         resource: String,

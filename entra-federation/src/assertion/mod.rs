@@ -1,11 +1,35 @@
 //! Managed-identity assertions: the token Entra accepts as a federated client credential.
 //!
-//! Sources, and the order [`crate::config`] picks them from the environment:
+//! Sources, and the order [`crate::EntraCredentialsProviderBuilder::from_env`] picks them in:
 //! 1. `AZURE_FEDERATED_TOKEN_FILE`: AKS workload identity ([`TokenFileSource`], re-read on every exchange);
 //! 2. `IDENTITY_ENDPOINT` + `IDENTITY_HEADER`: Container Apps / App Service ([`AppServiceSource`]);
 //! 3. otherwise the Azure VM Instance Metadata Service ([`ImdsSource`]).
 //!
 //! A caller-supplied source ([`from_fn`] or any [`AssertionSource`]) set in code always wins.
+
+/// The setters both endpoint sources share (their fields `identity`, `resource`, `clock`).
+macro_rules! identity_request_setters {
+    () => {
+        /// Which managed identity to ask for (default: the system-assigned one).
+        pub fn with_managed_identity(mut self, identity: ManagedIdentity) -> Self {
+            self.identity = identity;
+            self
+        }
+
+        /// The resource to ask for (default [`super::TOKEN_EXCHANGE_RESOURCE`]).
+        pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+            self.resource = resource.into();
+            self
+        }
+
+        /// The clock that dates the assertions' expiry.
+        pub fn with_clock(mut self, clock: Clock) -> Self {
+            self.clock = clock;
+            self
+        }
+    };
+}
+use identity_request_setters;
 
 mod app_service;
 mod imds;

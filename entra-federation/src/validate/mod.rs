@@ -69,7 +69,7 @@ impl ValidatorConfig {
     pub fn new(tenant_id: &str, audiences: Vec<String>, policy: Policy) -> Self {
         Self {
             tenant_id: tenant_id.to_string(),
-            authority: Url::parse(crate::config::DEFAULT_AUTHORITY).expect("valid URL"),
+            authority: Url::parse(crate::provider::DEFAULT_AUTHORITY).expect("valid URL"),
             audiences,
             policy,
             skew: Duration::from_secs(300),
@@ -264,7 +264,7 @@ impl TokenValidator {
         // Keys come from the authority: https, loopback excepted (the local cloud).
         crate::http::checked_url("AZURE_AUTHORITY_HOST", config.authority.as_str(), false)?;
         // The tenant is joined into the metadata URLs.
-        if !crate::config::valid_tenant(&config.tenant_id) {
+        if !crate::provider::valid_tenant(&config.tenant_id) {
             return Err(crate::ConfigError::Invalid {
                 name: "TENANT_ID",
                 value: config.tenant_id,

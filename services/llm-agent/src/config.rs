@@ -2,6 +2,9 @@
 
 use url::Url;
 
+/// Entra's public-cloud authority host, as azure-identity defaults it.
+const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
+
 /// A missing or malformed setting, named.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -143,10 +146,7 @@ impl AgentConfig {
                 },
             )?,
             client_spa_app_id: get("CLIENT_SPA_APP_ID"),
-            authority: url(
-                "AZURE_AUTHORITY_HOST",
-                entra_federation::config::DEFAULT_AUTHORITY,
-            )?,
+            authority: url("AZURE_AUTHORITY_HOST", DEFAULT_AUTHORITY)?,
             root_ca: get("ENTRA_FEDERATION_CA_FILE").map(Into::into),
             aws_region: get("AWS_REGION")
                 .or_else(|| get("AWS_DEFAULT_REGION"))

@@ -198,12 +198,7 @@ impl WeatherTool {
             }
         };
         let status = resp.status().as_u16();
-        let data: Value = match entra_federation::http::read_body(
-            resp,
-            entra_federation::http::MAX_RESPONSE_BODY,
-        )
-        .await
-        {
+        let data: Value = match server_kit::read_body(resp, server_kit::MAX_RESPONSE_BODY).await {
             Ok(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
             Err(e) => {
                 trace.step(

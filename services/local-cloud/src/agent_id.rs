@@ -11,7 +11,7 @@ use crate::entra::{EntraResult, app_token_claims, issue, verify_federated_assert
 use crate::keys::VerifyError;
 use crate::registry::{App, Registry, TOKEN_EXCHANGE_APP_ID};
 use crate::state::CloudState;
-use entra_federation::clock::unix_seconds;
+use crate::state::unix_seconds;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

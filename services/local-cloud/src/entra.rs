@@ -6,15 +6,19 @@ use crate::keys::VerifyError;
 use crate::registry::{
     App, FederatedCredential, Registry, TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_URI,
 };
+use crate::state::unix_seconds;
 use crate::state::{CloudState, guid, iso8601};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
-use entra_federation::clock::unix_seconds;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// RFC 7523's `client_assertion_type` for a JWT client assertion (a federated credential).
+pub(crate) const JWT_BEARER_ASSERTION: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Which listener a request came in on (links in metadata point back at it).
 #[derive(Debug, Clone, Copy)]
@@ -342,7 +346,7 @@ fn client_credentials(s: &CloudState, form: &HashMap<String, String>) -> EntraRe
         (401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string())
     })?;
     if form.get("client_assertion_type").map(String::as_str)
-        != Some(entra_federation::entra::JWT_BEARER_ASSERTION)
+        != Some(crate::entra::JWT_BEARER_ASSERTION)
     {
         return Err((400, "invalid_request", 70002, "The client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.".into()));
     }
@@ -596,8 +600,8 @@ pub fn verify_federated_assertion(
             format!(
                 "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
                 iso8601(s.clock.now()),
-                iso8601(entra_federation::clock::from_unix_seconds(nbf)),
-                iso8601(entra_federation::clock::from_unix_seconds(exp))
+                iso8601(crate::state::from_unix_seconds(nbf)),
+                iso8601(crate::state::from_unix_seconds(exp))
             ),
         ));
     }

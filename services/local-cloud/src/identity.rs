@@ -3,12 +3,12 @@
 //! service-account tokens.
 
 use crate::registry::{ManagedIdentity, Registry, TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_URI};
+use crate::state::unix_seconds;
 use crate::state::{CloudState, guid};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use entra_federation::clock::unix_seconds;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -257,7 +257,7 @@ pub async fn forecast(
     if !(1..=16).contains(&days) {
         return bad("Forecast days is invalid. Allowed range 0 to 16.");
     }
-    let day = entra_federation::clock::unix_seconds(s.clock.now()) / 86_400;
+    let day = crate::state::unix_seconds(s.clock.now()) / 86_400;
     let seed = (lat * 1000.0).abs() as u64 + (lon * 1000.0).abs() as u64;
     let temp_c = |d: u64| 25.0 - lat.abs() * 0.35 + ((seed + d * 7) % 11) as f64 - 5.0;
     let unit_t = |c: f64| if fahrenheit { c * 9.0 / 5.0 + 32.0 } else { c };

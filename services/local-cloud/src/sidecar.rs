@@ -14,9 +14,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use entra_federation::assertion::{
-    AppServiceSource, AssertionSource, HeaderValueSource, ManagedIdentity,
-};
+use entra_federation::assertion::{AppServiceSource, AssertionSource, HeaderValueSource};
 use entra_federation::validate::{KindPolicy, Policy, TokenValidator, ValidatorConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -137,11 +135,9 @@ pub fn router(
                     .clone(),
             )
         })),
-        ManagedIdentity::SystemAssigned,
-        entra_federation::assertion::TOKEN_EXCHANGE_RESOURCE.into(),
-        http.clone(),
-        cloud.clock.clone(),
-    );
+    )
+    .map_err(|e| e.to_string())?
+    .with_clock(cloud.clock.clone());
     let mut vc = ValidatorConfig::new(
         &config.tenant_id,
         vec![
@@ -329,10 +325,7 @@ impl Sidecar {
                 ("grant_type", "client_credentials"),
                 ("client_id", self.config.blueprint_app_id.as_str()),
                 ("scope", scope),
-                (
-                    "client_assertion_type",
-                    entra_federation::entra::JWT_BEARER_ASSERTION,
-                ),
+                ("client_assertion_type", crate::entra::JWT_BEARER_ASSERTION),
                 ("client_assertion", mi.as_str()),
             ];
             if let Some(agent) = fmi_path {
@@ -356,10 +349,7 @@ impl Sidecar {
                 ("grant_type", "client_credentials"),
                 ("client_id", agent),
                 ("scope", scope),
-                (
-                    "client_assertion_type",
-                    entra_federation::entra::JWT_BEARER_ASSERTION,
-                ),
+                ("client_assertion_type", crate::entra::JWT_BEARER_ASSERTION),
                 ("client_assertion", &t1),
             ])
             .await
@@ -390,10 +380,7 @@ impl Sidecar {
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                 ("client_id", agent),
                 ("scope", scope),
-                (
-                    "client_assertion_type",
-                    entra_federation::entra::JWT_BEARER_ASSERTION,
-                ),
+                ("client_assertion_type", crate::entra::JWT_BEARER_ASSERTION),
                 ("client_assertion", &t1),
                 ("assertion", user),
                 ("requested_token_use", "on_behalf_of"),

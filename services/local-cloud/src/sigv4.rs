@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn amz_dates() {
         let t = parse_amz_date("20150830T123600Z").unwrap();
-        assert_eq!(entra_federation::clock::unix_seconds(t), 1440938160);
+        assert_eq!(crate::state::unix_seconds(t), 1440938160);
         assert!(parse_amz_date("2015-08-30").is_none());
     }
 

@@ -263,9 +263,23 @@ pub fn guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Seconds since the Unix epoch (0 before it).
+pub fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The time `secs` after the Unix epoch, saturating at the year 9999 (a token's absurd `exp`
+/// must not overflow).
+pub fn from_unix_seconds(secs: u64) -> SystemTime {
+    const YEAR_9999: u64 = 253_402_300_799;
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs.min(YEAR_9999))
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ`, whole seconds, as STS and Entra write times.
 pub fn iso8601(t: SystemTime) -> String {
-    let secs = entra_federation::clock::unix_seconds(t) as i64;
+    let secs = unix_seconds(t) as i64;
     aws_smithy_types::DateTime::from_secs(secs)
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_default()

@@ -4,13 +4,13 @@
 
 use crate::policy::{Decision, Request, decide};
 use crate::sigv4::{self, AuthError};
+use crate::state::unix_seconds;
 use crate::state::{CloudState, IssuedCredentials, guid, iso8601, random_id};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use entra_federation::clock::unix_seconds;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -166,7 +166,7 @@ async fn assume_role_with_web_identity(
     let session = p
         .get("RoleSessionName")
         .ok_or_else(|| validation("roleSessionName", "Member must not be null", None))?;
-    if !entra_federation::sts::valid_session_name(session) {
+    if !crate::sts::valid_session_name(session) {
         return Err(validation(
             "roleSessionName",
             "Member must satisfy regular expression pattern: [\\w+=,.@-]*",
@@ -528,4 +528,13 @@ fn get_caller_identity(
         user_id = xml_escape(&c.assumed_role_id),
     );
     Ok(xml(200, body, &request_id))
+}
+
+/// `RoleSessionName` as the STS API reference constrains it: 2 to 64 characters matching
+/// `[\w+=,.@-]*`.
+pub(crate) fn valid_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
 }

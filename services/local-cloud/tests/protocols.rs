@@ -250,7 +250,7 @@ async fn key_rotation_publishes_the_new_key_and_sts_refetches_on_an_unknown_kid(
     let c = cloud().await;
     let env: std::collections::HashMap<String, String> = c.env().into_iter().collect();
     let provider = |env: std::collections::HashMap<String, String>| {
-        entra_federation::Builder::from_env_fn(move |k| env.get(k).cloned())
+        entra_federation::EntraCredentialsProviderBuilder::from_env_fn(move |k| env.get(k).cloned())
             .unwrap()
             .build()
             .unwrap()

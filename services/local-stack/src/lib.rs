@@ -5,7 +5,7 @@
 //! token-refresher in file mode for agents in other languages. Each service is the same library
 //! router its standalone binary serves.
 
-use entra_federation::{Builder, Clock};
+use entra_federation::{Clock, EntraCredentialsProviderBuilder};
 use local_cloud::LocalCloud;
 use local_cloud::ids;
 use local_cloud::sidecar::{DownstreamApi, SidecarConfig};
@@ -237,7 +237,8 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
     env.insert("SIDECAR_URL".into(), sidecar_url.clone());
     env.insert("WEATHER_API_URL".into(), weather_url.clone());
     let lookup = env.clone();
-    let provider = Builder::from_env_fn(move |k| lookup.get(k).cloned())?.build()?;
+    let provider =
+        EntraCredentialsProviderBuilder::from_env_fn(move |k| lookup.get(k).cloned())?.build()?;
     let agent_env = env.clone();
     let agent_config = llm_agent::AgentConfig::from_env_fn(move |k| agent_env.get(k).cloned())
         .map_err(|e| StackError::Service(format!("llm-agent: {e}")))?;
@@ -259,7 +260,8 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
     })?;
     let token_file = token_dir.join("token");
     let lookup = env.clone();
-    let refresher_provider = Builder::from_env_fn(move |k| lookup.get(k).cloned())?.build()?;
+    let refresher_provider =
+        EntraCredentialsProviderBuilder::from_env_fn(move |k| lookup.get(k).cloned())?.build()?;
     let refresher = Arc::new(Status::default());
     let file = FileMode {
         path: token_file.clone(),

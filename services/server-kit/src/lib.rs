@@ -24,7 +24,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod body;
 mod logging;
+pub use body::{BodyError, MAX_RESPONSE_BODY, read_body};
 pub use logging::{filter_from, init_logging};
 
 /// A server's limits.

@@ -7,8 +7,8 @@
 //! ahead and must get fresher ones then. The cache is an optimisation: when it cannot be used, it
 //! is skipped with a warning.
 
+use crate::token_file::write_atomically;
 use aws_credential_types::Credentials;
-use entra_federation::token_file::write_atomically;
 use entra_federation::{Clock, EntraCredentialsProvider};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -5,14 +5,13 @@
 //! own refresh time always finds a valid token), keeps the last good file through failures and
 //! retries with backoff; it never exits on a failure unless asked to write only once.
 
+use crate::token_file::write_atomically;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use entra_federation::error::DisplayChain;
-use entra_federation::retry::Backoff;
-use entra_federation::token_file::write_atomically;
 use entra_federation::{Clock, EntraCredentialsProvider};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -191,13 +190,7 @@ fn failed(
 ) -> SystemTime {
     *failures += 1;
     let now = clock.now();
-    let mut wait = Backoff {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(60),
-        max_retries: u32::MAX,
-        jitter: 0.5,
-    }
-    .delay(*failures);
+    let mut wait = failure_backoff(*failures);
     let mut s = status.lock();
     if let Some(left) = s.token_expires_at.and_then(|e| e.duration_since(now).ok()) {
         wait = wait.min((left / 4).max(Duration::from_secs(1)));
@@ -235,4 +228,12 @@ pub fn health_router(status: Arc<Status>, clock: Clock) -> axum::Router {
         .route("/readyz", get(handler))
         .with_state(status);
     server_kit::harden(app, &server_kit::Limits::default(), server_kit::json_error)
+}
+
+/// The wait after `failures` failures in a row: 1 s doubling to 60 s, less up to half at random,
+/// so that a fleet that failed together does not retry in lockstep.
+fn failure_backoff(failures: u32) -> Duration {
+    let base =
+        Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    base.mul_f64(1.0 - 0.5 * fastrand::f64())
 }

@@ -12,12 +12,15 @@
 pub mod credential_process;
 pub mod file_mode;
 pub mod serve;
+pub mod token_file;
 
 use std::time::SystemTime;
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, the form AWS SDKs parse for `Expiration`.
 pub fn iso8601(t: SystemTime) -> String {
-    let secs = entra_federation::clock::unix_seconds(t) as i64;
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     aws_smithy_types::DateTime::from_secs(secs)
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_default()

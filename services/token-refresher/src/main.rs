@@ -214,7 +214,7 @@ fn auth_token(file: Option<PathBuf>) -> Result<serve::AuthToken, Box<dyn std::er
     });
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no system randomness")?;
-    entra_federation::token_file::write_atomically(&path, hex::encode(bytes).as_bytes(), 0o600)?;
+    token_refresher::token_file::write_atomically(&path, hex::encode(bytes).as_bytes(), 0o600)?;
     println!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}", path.display());
     Ok(serve::AuthToken::File(path))
 }

@@ -2,7 +2,6 @@
 //! good credentials in place, and both recover.
 
 use entra_federation::Clock;
-use entra_federation::token_file::write_atomically;
 use local_cloud::{Fault, Registry};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -10,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use system_tests::*;
 use token_refresher::file_mode::{self, FileMode, Status};
+use token_refresher::token_file::write_atomically;
 
 #[test]
 fn a_polling_reader_never_sees_a_partial_or_empty_file() {

@@ -178,16 +178,12 @@ impl OpenMeteo {
                 "Open-Meteo answered HTTP {status}"
             )));
         }
-        let body = match entra_federation::http::read_body(
-            resp,
-            entra_federation::http::MAX_RESPONSE_BODY,
-        )
-        .await
-        {
+        let body = match server_kit::read_body(resp, server_kit::MAX_RESPONSE_BODY).await {
             Ok(body) => String::from_utf8_lossy(&body).into_owned(),
-            Err(entra_federation::http::BodyError::Transport(cause)) => {
+            Err(e @ server_kit::BodyError::Transport(_)) => {
                 return Err(UpstreamError::Unreachable(format!(
-                    "Open-Meteo: the connection broke while the answer was read: {cause}"
+                    "Open-Meteo: {}",
+                    entra_federation::error::DisplayChain(&e)
                 )));
             }
             // Too large, or whatever else a body can be refused for.

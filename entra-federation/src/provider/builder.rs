@@ -1,5 +1,6 @@
-//! Configuration: from the environment (the tutorial's names and the standard Azure/AWS ones) or a
-//! builder. Every missing or malformed value is an error that names the variable.
+//! [`EntraCredentialsProviderBuilder`]: configuration from the environment (the tutorial's names
+//! and the standard Azure/AWS ones) or in code. Every missing or malformed value is an error that
+//! names the variable.
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -20,14 +21,14 @@
 //! | `ENTRA_FEDERATION_CA_FILE` | extra root CA (PEM), e.g. the local cloud's |
 //! | `ENTRA_FEDERATION_ALLOW_HTTP` | `1` allows plain http to non-loopback hosts |
 
+use super::EntraCredentialsProvider;
 use crate::assertion::{
     self, AppServiceSource, AssertionSource, HeaderValueSource, ImdsSource, ManagedIdentity,
     TokenFileSource,
 };
 use crate::clock::Clock;
 use crate::entra::EntraClient;
-use crate::http::{EndpointError, HttpSettings, HttpSetupError, checked_url};
-use crate::provider::EntraCredentialsProvider;
+use crate::http::{EndpointError, HttpSettings, HttpSetupError, checked_url, identity_client};
 use crate::retry::Jitter;
 use crate::sts::{self, AssumeRoleRequest, StsClient};
 use std::path::PathBuf;
@@ -35,9 +36,9 @@ use std::sync::Arc;
 use url::Url;
 
 /// The default authority host.
-pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
+pub(crate) const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 /// The default session name: stable, so CloudTrail shows one session per workload.
-pub const DEFAULT_SESSION_NAME: &str = "entra-federation";
+pub(crate) const DEFAULT_SESSION_NAME: &str = "entra-federation";
 
 /// A configuration problem, naming the variable (or builder method) to fix.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +93,7 @@ pub enum SourceChoice {
 ///
 /// ```no_run
 /// use entra_federation::EntraCredentialsProvider;
-/// # fn f() -> Result<(), entra_federation::ConfigError> {
+/// # fn f() -> Result<(), entra_federation::error::ConfigError> {
 /// let provider = EntraCredentialsProvider::builder()
 ///     .tenant_id("7d2f0e4c-8a1b-4c3d-9e5f-0a1b2c3d4e5f")
 ///     .app_id("faee0fc2-0000-0000-0000-000000000000")
@@ -102,7 +103,7 @@ pub enum SourceChoice {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct Builder {
+pub struct EntraCredentialsProviderBuilder {
     tenant_id: Option<String>,
     app_id: Option<String>,
     app_uri: Option<String>,
@@ -123,7 +124,8 @@ pub struct Builder {
     root_ca: Option<PathBuf>,
     allow_http: bool,
     clock: Option<Clock>,
-    http: Option<reqwest::Client>,
+    connect_timeout: Option<std::time::Duration>,
+    request_timeout: Option<std::time::Duration>,
     jitter_seed: Option<u64>,
     attempt_timeout: Option<std::time::Duration>,
 }
@@ -138,7 +140,7 @@ macro_rules! setter {
     };
 }
 
-impl Builder {
+impl EntraCredentialsProviderBuilder {
     setter!(/// Entra tenant id (or domain).
         tenant_id);
     setter!(/// The intermediary app's client id (`STS_APP_ID`).
@@ -226,9 +228,17 @@ impl Builder {
         self
     }
 
-    /// A preconfigured HTTP client (the CA file setting is then ignored).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    /// How long the Entra and STS clients wait for a connection (default 3 s).
+    pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long one Entra or STS request may take, answer included (default 20 s). Each hop
+    /// retries within the attempt's deadline ([`Self::attempt_timeout`]), which ends the attempt
+    /// whatever this is.
+    pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = Some(timeout);
         self
     }
 
@@ -253,7 +263,7 @@ impl Builder {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let mut b = Builder {
+        let mut b = Self {
             tenant_id: get("TENANT_ID").or_else(|| get("AZURE_TENANT_ID")),
             app_id: get("STS_APP_ID"),
             app_uri: get("STS_APP_URI"),
@@ -462,26 +472,14 @@ impl Builder {
         };
         let sts_endpoint = checked_url("AWS_ENDPOINT_URL_STS", &sts_endpoint, self.allow_http)?;
         let clock = self.clock.unwrap_or_default();
-        let http = match self.http {
-            Some(c) => c,
-            None => HttpSettings {
-                extra_root_ca: self.root_ca.clone(),
-                ..Default::default()
-            }
-            .build()?,
-        };
-        // The identity hops never go through a proxy, whatever client the caller supplied; when
-        // they are plain http (as in Azure), their client loads no TLS roots.
-        let root_ca = self.root_ca.clone();
-        let identity_http = move |url: &Url| {
-            HttpSettings {
-                extra_root_ca: root_ca.clone(),
-                no_proxy: true,
-                plain_http_only: url.scheme() == "http",
-                ..Default::default()
-            }
-            .build()
-        };
+        let http = HttpSettings {
+            extra_root_ca: self.root_ca.clone(),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            ..Default::default()
+        }
+        .build()?;
+        let identity_http = |url: &Url| identity_client(url, self.root_ca.clone());
         let resource = self
             .resource
             .unwrap_or_else(|| exchange_resource_for(&authority).to_string());
@@ -495,7 +493,7 @@ impl Builder {
             SourceChoice::AppService { endpoint, header } => {
                 let url = checked_url("IDENTITY_ENDPOINT", &endpoint, self.allow_http)?;
                 let http = identity_http(&url)?;
-                Arc::new(AppServiceSource::new(
+                Arc::new(AppServiceSource::from_parts(
                     url,
                     header,
                     self.managed_identity.clone(),
@@ -511,7 +509,7 @@ impl Builder {
                     self.allow_http,
                 )?;
                 let http = identity_http(&url)?;
-                let imds = ImdsSource::new(
+                let imds = ImdsSource::from_parts(
                     url,
                     self.managed_identity.clone(),
                     resource.clone(),
@@ -663,7 +661,7 @@ mod tests {
 
     fn build(pairs: Vec<(&'static str, String)>) -> Result<Resolved, ConfigError> {
         let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Builder::from_env_fn(env(&borrowed))?.resolve()
+        EntraCredentialsProviderBuilder::from_env_fn(env(&borrowed))?.resolve()
     }
 
     #[test]

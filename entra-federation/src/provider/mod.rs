@@ -1,12 +1,17 @@
-//! [`EntraCredentialsProvider`]: the public facade over the chain (managed-identity assertion →
+//! [`EntraCredentialsProvider`] and its builder: the public facade over the chain (managed-identity assertion →
 //! Entra v1 token → STS) and the [`crate::refreshing`] cache that keeps its credentials fresh.
 //!
 //! The chain keeps its own caches of the assertion and the Entra token, behind one gate (a tokio
 //! mutex) that also serves the token-file consumers of [`EntraCredentialsProvider::web_identity_token`].
 
+mod builder;
+
+pub use builder::{ConfigError, EntraCredentialsProviderBuilder, SourceChoice};
+#[cfg(feature = "validate")]
+pub(crate) use builder::{DEFAULT_AUTHORITY, valid_tenant};
+
 use crate::assertion::{Assertion, AssertionError, AssertionSource};
 use crate::clock::Clock;
-use crate::config::{Builder, ConfigError, Resolved};
 use crate::entra::{EntraClient, WebIdentityToken, check_v1_shape};
 use crate::error::Error;
 use crate::refresh::{Cached, MANDATORY_WINDOW, Phase, Rule};
@@ -15,6 +20,7 @@ use crate::retry::Jitter;
 use crate::sts::{AssumeRoleRequest, AssumedRole, StsClient, StsErrorCode};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
+use builder::Resolved;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,14 +110,15 @@ impl fmt::Debug for EntraCredentialsProvider {
 }
 
 impl EntraCredentialsProvider {
-    /// A builder; see [`Builder`].
-    pub fn builder() -> Builder {
-        Builder::default()
+    /// A builder; see [`EntraCredentialsProviderBuilder`].
+    pub fn builder() -> EntraCredentialsProviderBuilder {
+        EntraCredentialsProviderBuilder::default()
     }
 
-    /// Configured from the environment (see [`crate::config`] for the variables).
+    /// Configured from the environment (see [`EntraCredentialsProviderBuilder`] for the
+    /// variables).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Builder::from_env()?.build()
+        EntraCredentialsProviderBuilder::from_env()?.build()
     }
 
     pub(crate) fn from_parts(r: Resolved) -> Self {

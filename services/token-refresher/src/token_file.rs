@@ -15,7 +15,7 @@ use std::path::Path;
 /// # std::fs::create_dir_all(&dir).unwrap();
 /// use std::os::unix::fs::PermissionsExt;
 /// let path = dir.join("token");
-/// entra_federation::token_file::write_atomically(&path, b"eyJ...", 0o600).unwrap();
+/// token_refresher::token_file::write_atomically(&path, b"eyJ...", 0o600).unwrap();
 /// assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
