@@ -1,72 +1,86 @@
-//! The wall clock the library reads: the system clock, or one driven by tokio's clock so that
-//! tests using `tokio::time::pause` move token expiries, STS expirations and refresh timers together.
+//! Time and sleep, injected as aws-sdk-rust does it: an `aws-smithy-async` time source for "now"
+//! and an `AsyncSleep` for every wait (retry backoffs, deadlines, refresh timers), so that a
+//! user's tests control both with the SDK's own test utilities (`ManualTimeSource`,
+//! `tick_advance_time_and_sleep`, …). The defaults are the system clock and Tokio's timers.
 
-use aws_smithy_async::time::{SharedTimeSource, TimeSource};
+use aws_smithy_async::future::timeout::{TimedOutError, Timeout};
+use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep, Sleep, TokioSleep};
+use aws_smithy_async::time::SharedTimeSource;
+#[cfg(test)]
+use aws_smithy_async::time::TimeSource;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Source of "now" for expiry decisions.
-///
-/// ```
-/// use entra_federation::Clock;
-/// let clock = Clock::system();
-/// assert!(clock.now() > std::time::SystemTime::UNIX_EPOCH);
-/// ```
+/// "Now" and sleeping, for every expiry decision and every wait in the library.
 #[derive(Clone, Debug)]
-pub struct Clock(Arc<ClockKind>);
+pub(crate) struct Clock(Arc<Inner>);
 
-#[derive(Debug)]
-enum ClockKind {
+#[derive(Debug, Clone)]
+struct Inner {
+    time: Time,
+    sleep: SharedAsyncSleep,
+}
+
+#[derive(Debug, Clone)]
+enum Time {
+    /// The operating system's clock, read directly (the cached path's coarse read needs it).
     System,
-    /// `start_wall + (tokio::Instant::now() - start_instant)`.
-    Tokio {
-        start_wall: SystemTime,
-        start_instant: tokio::time::Instant,
-    },
-    /// An AWS SDK time source (e.g. `aws_smithy_async::test_util::ManualTimeSource`).
+    /// A caller's time source.
     Source(SharedTimeSource),
 }
 
 impl Clock {
-    /// The operating system's clock (production).
-    pub fn system() -> Self {
-        Self(Arc::new(ClockKind::System))
+    /// The operating system's clock and Tokio's timers (production).
+    pub(crate) fn system() -> Self {
+        Self::new(None, None)
     }
 
-    /// A wall clock that advances with tokio's clock: with `tokio::time::pause()` and
-    /// `advance`, every expiry in the library (and in a local cloud given the same clock) moves too.
-    /// Must be created inside a tokio runtime.
-    pub fn tokio_driven() -> Self {
-        Self(Arc::new(ClockKind::Tokio {
-            start_wall: SystemTime::now(),
-            start_instant: tokio::time::Instant::now(),
+    /// The given time source and sleep, each defaulting to the system's.
+    pub(crate) fn new(time: Option<SharedTimeSource>, sleep: Option<SharedAsyncSleep>) -> Self {
+        Self(Arc::new(Inner {
+            time: time.map_or(Time::System, Time::Source),
+            sleep: sleep.unwrap_or_else(|| SharedAsyncSleep::new(TokioSleep::new())),
         }))
     }
 
-    /// "Now" read from an AWS SDK time source, for tests on a multi-threaded runtime, where
-    /// tokio's clock cannot be paused. Sleeps still run on tokio's timers.
-    ///
-    /// ```
-    /// use aws_smithy_async::time::StaticTimeSource;
-    /// use entra_federation::Clock;
-    /// use std::time::{Duration, SystemTime};
-    /// let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    /// let clock = Clock::from_time_source(StaticTimeSource::new(at));
-    /// assert_eq!(clock.now(), at);
-    /// ```
-    pub fn from_time_source(source: impl TimeSource + 'static) -> Self {
-        Self(Arc::new(ClockKind::Source(SharedTimeSource::new(source))))
+    /// This clock with "now" from `time`.
+    pub(crate) fn with_time_source(&self, time: SharedTimeSource) -> Self {
+        Self(Arc::new(Inner {
+            time: Time::Source(time),
+            sleep: self.0.sleep.clone(),
+        }))
+    }
+
+    /// This clock sleeping on `sleep`.
+    pub(crate) fn with_sleep(&self, sleep: SharedAsyncSleep) -> Self {
+        Self(Arc::new(Inner {
+            time: self.0.time.clone(),
+            sleep,
+        }))
+    }
+
+    /// A wall clock that advances with Tokio's clock (`tokio::time::pause` and `advance`), for
+    /// the crate's unit tests. Must be created inside a Tokio runtime.
+    #[cfg(test)]
+    pub(crate) fn tokio_driven() -> Self {
+        Self::from_time_source(TokioDriven {
+            start_wall: SystemTime::now(),
+            start_instant: tokio::time::Instant::now(),
+        })
+    }
+
+    /// "Now" from `source`, sleeping on Tokio's timers.
+    #[cfg(test)]
+    pub(crate) fn from_time_source(source: impl TimeSource + 'static) -> Self {
+        Self::new(Some(SharedTimeSource::new(source)), None)
     }
 
     /// The current time.
-    pub fn now(&self) -> SystemTime {
-        match &*self.0 {
-            ClockKind::System => SystemTime::now(),
-            ClockKind::Source(source) => source.now(),
-            ClockKind::Tokio {
-                start_wall,
-                start_instant,
-            } => *start_wall + start_instant.elapsed(),
+    pub(crate) fn now(&self) -> SystemTime {
+        match &self.0.time {
+            Time::System => SystemTime::now(),
+            Time::Source(source) => source.now(),
         }
     }
 
@@ -74,36 +88,32 @@ impl Clock {
     /// at most a scheduler tick (a few milliseconds): for decisions that a few milliseconds cannot
     /// change, such as "is the cached value still far from its refresh point". On Linux it reads
     /// `CLOCK_REALTIME_COARSE` (about 5 ns instead of about 25 ns for the precise clock).
-    pub fn now_coarse(&self) -> SystemTime {
-        match &*self.0 {
+    pub(crate) fn now_coarse(&self) -> SystemTime {
+        match &self.0.time {
             #[cfg(target_os = "linux")]
-            ClockKind::System => coarse_system_time().unwrap_or_else(SystemTime::now),
+            Time::System => coarse_system_time().unwrap_or_else(SystemTime::now),
             _ => self.now(),
         }
     }
 
     /// Seconds since the Unix epoch.
-    pub fn unix_seconds(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn unix_seconds(&self) -> u64 {
         unix_seconds(self.now())
     }
 
-    /// Sleeps until `deadline` on this clock (tokio timers, so pausable). It sleeps at most 30 s
-    /// at a time and reads the clock again: tokio's timers run on the monotonic clock, which
-    /// stands still while a VM is paused and ignores clock steps, so one long sleep computed
-    /// from the wall clock would wake late.
-    pub async fn sleep_until(&self, deadline: SystemTime) {
-        const STEP: Duration = Duration::from_secs(30);
-        while let Ok(wait) = deadline.duration_since(self.now()) {
-            if wait.is_zero() {
-                break;
-            }
-            tokio::time::sleep(wait.min(STEP)).await;
-        }
+    /// Sleeps for `duration` on the injected sleep.
+    pub(crate) fn sleep(&self, duration: Duration) -> Sleep {
+        self.0.sleep.sleep(duration)
     }
 
-    /// The same clock as an AWS SDK time source, for clients that must agree with it.
-    pub fn time_source(&self) -> SharedTimeSource {
-        SharedTimeSource::new(self.clone())
+    /// `future`, unless `duration` passes first on the injected sleep.
+    pub(crate) async fn timeout<F: Future>(
+        &self,
+        duration: Duration,
+        future: F,
+    ) -> Result<F::Output, TimedOutError> {
+        Timeout::new(future, self.sleep(duration)).await
     }
 }
 
@@ -113,9 +123,18 @@ impl Default for Clock {
     }
 }
 
-impl TimeSource for Clock {
+/// `start_wall + (tokio::Instant::now() - start_instant)`.
+#[cfg(test)]
+#[derive(Debug)]
+struct TokioDriven {
+    start_wall: SystemTime,
+    start_instant: tokio::time::Instant,
+}
+
+#[cfg(test)]
+impl TimeSource for TokioDriven {
     fn now(&self) -> SystemTime {
-        Clock::now(self)
+        self.start_wall + self.start_instant.elapsed()
     }
 }
 
@@ -168,17 +187,6 @@ pub fn expiry_at(now: SystemTime, secs: u64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// A wall clock `offset` ahead of tokio's.
-    #[derive(Debug, Clone)]
-    struct Stepped(Clock, Arc<Mutex<Duration>>);
-
-    impl TimeSource for Stepped {
-        fn now(&self) -> SystemTime {
-            self.0.now() + *self.1.lock().unwrap()
-        }
-    }
 
     /// The coarse clock only lags (by a tick; the bound here allows for preemption between the
     /// two reads on a loaded machine).
@@ -191,27 +199,5 @@ mod tests {
             let lag = precise.duration_since(coarse).unwrap_or_default();
             assert!(lag < Duration::from_secs(1), "{lag:?}");
         }
-    }
-
-    /// Issue 12 point 4 (file mode's waits): a clock step (or a paused VM) during a long sleep is
-    /// noticed within 30 s of tokio's time, not after the rest of the sleep computed before it.
-    #[tokio::test(start_paused = true)]
-    async fn a_long_sleep_follows_a_wall_clock_step() {
-        let wall = Stepped(Clock::tokio_driven(), Arc::default());
-        let clock = Clock::from_time_source(wall.clone());
-        let deadline = clock.now() + Duration::from_secs(3600);
-        let started = tokio::time::Instant::now();
-        let sleeper = tokio::spawn({
-            let clock = clock.clone();
-            async move { clock.sleep_until(deadline).await }
-        });
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        *wall.1.lock().unwrap() = Duration::from_secs(3600);
-        sleeper.await.unwrap();
-        assert!(
-            started.elapsed() <= Duration::from_secs(90),
-            "woke {:?} after it started",
-            started.elapsed()
-        );
     }
 }

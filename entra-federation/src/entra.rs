@@ -7,7 +7,7 @@ use crate::claims::ClaimSummary;
 use crate::clock::{Clock, expiry_at, expiry_in};
 use crate::error::Cause;
 use crate::http::redacted_endpoint;
-use crate::retry::{Backoff, Jitter, retry_after};
+use crate::retry::{Backoff, Failure, Jitter, RetryPolicy, retry_after, with_retries};
 use crate::secret::SecretString;
 use serde::Deserialize;
 use std::fmt;
@@ -303,8 +303,7 @@ pub struct EntraClient {
     scope: String,
     http: reqwest::Client,
     clock: Clock,
-    backoff: Backoff,
-    jitter: Jitter,
+    retry: RetryPolicy,
 }
 
 impl EntraClient {
@@ -329,14 +328,18 @@ impl EntraClient {
             scope,
             http,
             clock,
-            backoff: Backoff::standard(),
-            jitter: Jitter::default(),
+            retry: RetryPolicy {
+                hop: "Entra",
+                backoff: Backoff::standard(),
+                jitter: Jitter::default(),
+                window: None,
+            },
         })
     }
 
     /// Draws retry jitter from `jitter` (seeded in tests).
     pub fn with_jitter(mut self, jitter: Jitter) -> Self {
-        self.jitter = jitter;
+        self.retry.jitter = jitter;
         self
     }
 
@@ -356,28 +359,19 @@ impl EntraClient {
             });
         }
         let started = tokio::time::Instant::now();
-        let mut retry = 0;
-        loop {
-            match self.exchange_once(assertion).await {
-                Ok(t) => {
-                    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, claims = %t.claims, "Entra issued a token");
-                    return Ok(t);
-                }
-                Err((e, retry_after)) if e.is_recoverable() && retry < self.backoff.max_retries => {
-                    retry += 1;
-                    // The larger of Retry-After and the backoff: `Retry-After: 0` (or a past
-                    // date) must not turn the retries into a burst.
-                    let backoff = self.backoff.delay_with(retry, &self.jitter);
-                    let delay = retry_after.map_or(backoff, |after| after.max(backoff));
-                    tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %crate::error::DisplayChain(&e), "Entra exchange failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err((e, _)) => {
-                    tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %crate::error::DisplayChain(&e), "Entra exchange failed");
-                    return Err(e);
-                }
-            }
-        }
+        let token = with_retries(&self.retry, &self.clock, || async move {
+            self.exchange_once(assertion)
+                .await
+                .map_err(|(error, retry_after)| Failure {
+                    transient: error.is_recoverable(),
+                    retry_after,
+                    keeps_trying: false,
+                    error,
+                })
+        })
+        .await?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, claims = %token.claims, "Entra issued a token");
+        Ok(token)
     }
 
     async fn exchange_once(

@@ -19,7 +19,6 @@ mod sts;
 pub mod validate;
 
 pub use claims::ClaimSummary;
-pub use clock::Clock;
 pub use entra::WebIdentityToken;
 pub use error::{ConfigError, Error};
 pub use provider::{

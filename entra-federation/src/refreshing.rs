@@ -201,7 +201,10 @@ impl<R: Resolve> RefreshingCache<R> {
             .map(|c| (c.value.clone(), c.expires_at));
         match still_valid {
             // Bounded too: an attempt whose runtime is no longer driven never answers.
-            None => tokio::time::timeout(core.stale_after(), outcome_of(pending))
+            None => core
+                .settings
+                .clock
+                .timeout(core.stale_after(), outcome_of(pending))
                 .await
                 .unwrap_or_else(|_| {
                     Err(Arc::new(Error::Deadline {
@@ -210,7 +213,12 @@ impl<R: Resolve> RefreshingCache<R> {
                 }),
             Some((value, expires_at)) => {
                 let bound = MANDATORY_WAIT.min(expires_at.duration_since(now).unwrap_or_default());
-                match tokio::time::timeout(bound, outcome_of(pending)).await {
+                match core
+                    .settings
+                    .clock
+                    .timeout(bound, outcome_of(pending))
+                    .await
+                {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         tracing::warn!(
@@ -401,7 +409,10 @@ impl<R: Resolve> Core<R> {
 
     async fn attempt(&self) -> Outcome<R::Value> {
         let deadline = self.settings.deadline;
-        let result = tokio::time::timeout(deadline, self.resolver.resolve())
+        let result = self
+            .settings
+            .clock
+            .timeout(deadline, self.resolver.resolve())
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Deadline {
@@ -546,9 +557,10 @@ async fn background<R: Resolve>(core: Weak<Core<R>>, mut recorded: watch::Receiv
                 .unwrap_or(MAX_SLEEP)
                 .clamp(Duration::from_millis(100), MAX_SLEEP)
         };
+        let timer = strong.settings.clock.sleep(sleep);
         drop(strong);
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
+            _ = timer => {}
             changed = recorded.changed() => if changed.is_err() { return },
         }
     }

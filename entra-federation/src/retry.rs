@@ -1,6 +1,10 @@
-//! Jittered exponential backoff and `Retry-After` parsing, shared by every hop.
+//! The one retry loop every hop uses (the managed-identity endpoints, Entra, STS), with jittered
+//! exponential backoff and `Retry-After`, sleeping on the injected clock.
 
+use crate::clock::Clock;
+use crate::error::DisplayChain;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -71,6 +75,7 @@ impl Backoff {
     }
 
     /// The delay before retry number `retry` (1-based).
+    #[cfg(test)]
     pub fn delay(&self, retry: u32) -> Duration {
         self.delay_with(retry, &Jitter::default())
     }
@@ -81,6 +86,81 @@ impl Backoff {
         let base = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
         let factor = 1.0 - self.jitter.clamp(0.0, 1.0) * jitter.fraction();
         Duration::from_secs_f64(base * factor)
+    }
+}
+
+/// One failed call, as the hop judged it.
+pub(crate) struct Failure<E> {
+    /// The error returned if no retry follows.
+    pub error: E,
+    /// Whether the service documents this failure as transient.
+    pub transient: bool,
+    /// The service's `Retry-After`, if any.
+    pub retry_after: Option<Duration>,
+    /// Retried beyond the retry count while the hop's window lasts (IMDS's 410 "updating").
+    pub keeps_trying: bool,
+}
+
+impl<E> Failure<E> {
+    /// A failure that is retried (if `transient`) as the backoff says.
+    pub(crate) fn new(error: E, transient: bool) -> Self {
+        Self {
+            error,
+            transient,
+            retry_after: None,
+            keeps_trying: false,
+        }
+    }
+}
+
+/// How one hop retries.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryPolicy {
+    /// The hop, for the logs ("Entra", "STS", "IMDS", …).
+    pub hop: &'static str,
+    /// Delays and the number of retries.
+    pub backoff: Backoff,
+    /// Where the delays' random fractions come from.
+    pub jitter: Jitter,
+    /// How long a failure marked `keeps_trying` is retried, counted from the first call.
+    pub window: Option<Duration>,
+}
+
+/// Calls `call` until it succeeds, fails for good, or the retries are spent. Each delay is the
+/// larger of the backoff and `Retry-After` (`Retry-After: 0`, or a past date, must not turn the
+/// retries into a burst), slept on `clock`.
+pub(crate) async fn with_retries<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    clock: &Clock,
+    mut call: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure<E>>>,
+    E: std::error::Error + 'static,
+{
+    let started = clock.now();
+    let mut retry: u32 = 0;
+    loop {
+        let failure = match call().await {
+            Ok(value) => return Ok(value),
+            Err(failure) => failure,
+        };
+        retry += 1;
+        let within_window = failure.keeps_trying
+            && policy
+                .window
+                .is_some_and(|w| clock.now().duration_since(started).unwrap_or_default() < w);
+        if !failure.transient || (retry > policy.backoff.max_retries && !within_window) {
+            tracing::warn!(hop = policy.hop, attempts = retry, error = %DisplayChain(&failure.error), "call failed");
+            return Err(failure.error);
+        }
+        let backoff = policy.backoff.delay_with(retry, &policy.jitter);
+        let delay = failure
+            .retry_after
+            .map_or(backoff, |after| after.max(backoff));
+        tracing::warn!(hop = policy.hop, retry, delay_ms = delay.as_millis() as u64, error = %DisplayChain(&failure.error), "call failed; retrying");
+        clock.sleep(delay).await;
     }
 }
 

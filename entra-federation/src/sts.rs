@@ -1,9 +1,10 @@
 //! AWS STS `AssumeRoleWithWebIdentity`: an unsigned Query-protocol POST, XML answer.
 
+use crate::clock::Clock;
 use crate::entra::WebIdentityToken;
 use crate::error::Cause;
 use crate::http::redacted_endpoint;
-use crate::retry::{Backoff, Jitter};
+use crate::retry::{Backoff, Failure, Jitter, RetryPolicy, with_retries};
 use aws_credential_types::Credentials;
 use serde::Deserialize;
 use std::fmt;
@@ -264,24 +265,29 @@ pub struct AssumedRole {
 pub struct StsClient {
     endpoint: Url,
     http: reqwest::Client,
-    backoff: Backoff,
-    jitter: Jitter,
+    clock: Clock,
+    retry: RetryPolicy,
 }
 
 impl StsClient {
     /// A client for `endpoint` (e.g. `https://sts.us-east-2.amazonaws.com/`).
-    pub fn new(endpoint: Url, http: reqwest::Client) -> Self {
+    pub fn new(endpoint: Url, http: reqwest::Client, clock: Clock) -> Self {
         Self {
             endpoint,
             http,
-            backoff: Backoff::standard(),
-            jitter: Jitter::default(),
+            clock,
+            retry: RetryPolicy {
+                hop: "STS",
+                backoff: Backoff::standard(),
+                jitter: Jitter::default(),
+                window: None,
+            },
         }
     }
 
     /// Draws retry jitter from `jitter` (seeded in tests).
     pub fn with_jitter(mut self, jitter: Jitter) -> Self {
-        self.jitter = jitter;
+        self.retry.jitter = jitter;
         self
     }
 
@@ -306,30 +312,20 @@ impl StsClient {
             });
         }
         let started = tokio::time::Instant::now();
-        let mut retry = 0;
-        loop {
-            match self.call_once(request, token).await {
-                Ok(r) => {
-                    tracing::info!(
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        assumed_role_arn = r.assumed_role_arn.as_deref().unwrap_or("-"),
-                        expires_at = crate::clock::unix_seconds(r.expires_at),
-                        "STS issued credentials"
-                    );
-                    return Ok(r);
-                }
-                Err(e) if e.is_recoverable() && retry < self.backoff.max_retries => {
-                    retry += 1;
-                    let delay = self.backoff.delay_with(retry, &self.jitter);
-                    tracing::warn!(retry, delay_ms = delay.as_millis() as u64, error = %crate::error::DisplayChain(&e), "STS call failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => {
-                    tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %crate::error::DisplayChain(&e), "STS call failed");
-                    return Err(e);
-                }
-            }
-        }
+        let assumed = with_retries(&self.retry, &self.clock, || async move {
+            self.call_once(request, token).await.map_err(|error| {
+                let transient = error.is_recoverable();
+                Failure::new(error, transient)
+            })
+        })
+        .await?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            assumed_role_arn = assumed.assumed_role_arn.as_deref().unwrap_or("-"),
+            expires_at = crate::clock::unix_seconds(assumed.expires_at),
+            "STS issued credentials"
+        );
+        Ok(assumed)
     }
 
     async fn call_once(
@@ -501,6 +497,7 @@ mod tests {
         let sts = StsClient::new(
             "http://127.0.0.1:9/".parse().unwrap(),
             reqwest::Client::new(),
+            Clock::system(),
         );
         let request = AssumeRoleRequest {
             role_arn: "arn:aws:iam::123456789012:role/BedrockInvokerFromAzure".into(),

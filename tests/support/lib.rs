@@ -1,7 +1,8 @@
 //! Shared helpers of the system tests: a local cloud per test, a provider configured only from the
 //! environment the local cloud writes, and the Python venv of third-party peers.
 
-use entra_federation::{Clock, EntraCredentialsProvider, EntraCredentialsProviderBuilder};
+use aws_smithy_async::time::TimeSource;
+use entra_federation::{EntraCredentialsProvider, EntraCredentialsProviderBuilder};
 use local_cloud::{LocalCloud, Registry};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,44 @@ pub async fn cloud() -> LocalCloud {
         .expect("local cloud starts")
 }
 
+/// A wall clock that advances with Tokio's clock: under `tokio::time::pause()` (or
+/// `start_paused`), `advance` and auto-advance move the provider's and the local cloud's expiries
+/// together. Clones share the start. Create it inside the runtime.
+#[derive(Debug, Clone)]
+pub struct TokioTime {
+    start_wall: std::time::SystemTime,
+    start: tokio::time::Instant,
+}
+
+impl TokioTime {
+    /// Now, by the operating system's clock; from then on, by Tokio's.
+    pub fn new() -> Self {
+        Self {
+            start_wall: std::time::SystemTime::now(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> std::time::SystemTime {
+        self.start_wall + self.start.elapsed()
+    }
+}
+
+impl Default for TokioTime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimeSource for TokioTime {
+    fn now(&self) -> std::time::SystemTime {
+        TokioTime::now(self)
+    }
+}
+
 /// Starts a local cloud with `registry` and `clock`.
-pub async fn cloud_with(registry: Registry, clock: Clock) -> LocalCloud {
+pub async fn cloud_with(registry: Registry, clock: impl TimeSource + 'static) -> LocalCloud {
     LocalCloud::builder()
         .registry(registry)
         .clock(clock)

@@ -7,7 +7,7 @@ use aws_sdk_bedrockruntime::types::{
     ToolResultBlock, ToolResultContentBlock, ToolSpecification,
 };
 use aws_smithy_types::Document;
-use entra_federation::Clock;
+
 use local_cloud::{LocalCloud, Registry, ids};
 use std::time::Duration;
 use system_tests::*;
@@ -199,10 +199,10 @@ async fn a_role_without_invoke_model_is_access_denied() {
 #[tokio::test]
 async fn expired_credentials_are_refused() {
     // The cloud's clock runs ahead of the SDK's: its one-hour credentials are expired when presented.
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let issued = builder_from_env(&env_of(&cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap()
         .credentials()

@@ -3,9 +3,9 @@
 
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
+use entra_federation::EntraCredentialsProvider;
 use entra_federation::error::EntraError;
 use entra_federation::error::{StsError, StsErrorCode};
-use entra_federation::{Clock, EntraCredentialsProvider};
 use futures::FutureExt;
 use local_cloud::{Fault, Registry};
 use std::time::{Duration, SystemTime};
@@ -150,9 +150,12 @@ async fn concurrent_callers_of_a_transient_failure_share_one_retrying_attempt() 
     );
 }
 
-fn simulation_provider(cloud: &local_cloud::LocalCloud, clock: &Clock) -> EntraCredentialsProvider {
+fn simulation_provider(
+    cloud: &local_cloud::LocalCloud,
+    clock: &TokioTime,
+) -> EntraCredentialsProvider {
     builder_from_env(&env_of(cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap()
 }
@@ -163,14 +166,14 @@ fn simulation_provider(cloud: &local_cloud::LocalCloud, clock: &Clock) -> EntraC
 #[tokio::test(start_paused = true)]
 async fn forty_eight_hours_renewed_ahead_never_expired_never_waiting_and_an_outage_ridden_out() {
     let seed = jitter_seed();
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let mut registry = Registry::tutorial_default();
     // Real Entra picks 60-90 minutes at random; one value keeps the bounds below exact.
     registry.lifetimes.access_token_min = 75 * 60;
     registry.lifetimes.access_token_max = 75 * 60;
     let cloud = cloud_with(registry, clock.clone()).await;
     let provider = builder_from_env(&env_of(&cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .jitter_seed(seed)
         .build()
         .unwrap();
@@ -270,11 +273,11 @@ async fn forty_eight_hours_renewed_ahead_never_expired_never_waiting_and_an_outa
 /// gets the refreshed credentials.
 #[tokio::test(start_paused = true)]
 async fn only_in_the_last_minute_do_callers_wait_for_a_refresh() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     // Longer than the test: the held STS call must not time out while the clock moves.
     let provider = builder_from_env(&env_of(&cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .request_timeout(Duration::from_secs(2 * 3600))
         .attempt_timeout(Duration::from_secs(2 * 3600))
         .jitter_seed(jitter_seed())
@@ -310,7 +313,7 @@ async fn only_in_the_last_minute_do_callers_wait_for_a_refresh() {
 
 #[tokio::test(start_paused = true)]
 async fn an_outage_longer_than_the_credentials_never_hands_out_expired_ones() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = simulation_provider(&cloud, &clock);
     let first = provider.provide_credentials().await.unwrap();

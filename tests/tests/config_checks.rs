@@ -58,7 +58,11 @@ async fn cloud_with_every_source() -> (LocalCloud, HashMap<String, String>) {
             subject: "system:serviceaccount:agents:bedrock-agent".into(),
             audiences: vec!["api://AzureADTokenExchange".into()],
         });
-    let cloud = cloud_with(registry, entra_federation::Clock::system()).await;
+    let cloud = cloud_with(
+        registry,
+        aws_smithy_async::time::SharedTimeSource::default(),
+    )
+    .await;
     let file = cloud.state_dir().join("azure-identity-token");
     cloud
         .write_projected_token(&file, "agents", "bedrock-agent")

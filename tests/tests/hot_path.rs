@@ -6,7 +6,7 @@
 
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_async::time::TimeSource;
-use entra_federation::{Clock, EntraCredentialsProvider};
+use entra_federation::EntraCredentialsProvider;
 use futures::FutureExt;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -100,7 +100,7 @@ async fn warm_calls_allocate_nothing_in_the_fresh_and_advisory_phases() {
     let cloud = cloud().await;
     let ahead = AheadBy::default();
     let provider = builder_from_env(&env_of(&cloud))
-        .clock(Clock::from_time_source(ahead.clone()))
+        .time_source(ahead.clone())
         .build()
         .expect("provider");
     let warm = provider.provide_credentials().await.expect("warm-up");

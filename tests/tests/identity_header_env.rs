@@ -4,7 +4,7 @@
 //! own process environment.
 
 use entra_federation::assertion::AssertionError;
-use entra_federation::{Clock, EntraCredentialsProviderBuilder, Error};
+use entra_federation::{EntraCredentialsProviderBuilder, Error};
 use local_cloud::Registry;
 use std::time::Duration;
 use system_tests::*;
@@ -18,7 +18,7 @@ fn set(key: &str, value: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn a_rotated_identity_header_is_read_from_the_process_environment() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     for key in AMBIENT_VARIABLES {
         // SAFETY: as in `set`.
@@ -30,7 +30,7 @@ async fn a_rotated_identity_header_is_read_from_the_process_environment() {
     }
     let provider = EntraCredentialsProviderBuilder::from_env()
         .expect("the process environment parses")
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap();
     provider.credentials().await.expect("the first header");

@@ -10,7 +10,7 @@ use entra_federation::assertion::{self, Assertion, AssertionError, TokenFileSour
 use entra_federation::error::EntraError;
 use entra_federation::error::NO_RUNTIME;
 use entra_federation::error::{StsError, StsErrorCode};
-use entra_federation::{Clock, EntraCredentialsProvider, Error};
+use entra_federation::{EntraCredentialsProvider, Error};
 use local_cloud::{Fault, LocalCloud, Registry, ids};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,9 +35,9 @@ fn with_env(cloud: &LocalCloud, key: &str, value: &str) -> EntraCredentialsProvi
 }
 
 /// A provider on `clock`, configured from the cloud's environment.
-fn clocked_provider(cloud: &LocalCloud, clock: &Clock) -> EntraCredentialsProvider {
+fn clocked_provider(cloud: &LocalCloud, clock: &TokioTime) -> EntraCredentialsProvider {
     builder_from_env(&env_of(cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap()
 }
@@ -262,7 +262,7 @@ async fn other_entra_rejections_keep_the_assertion() {
 /// answers AADSTS700024 and the provider fetches a fresh assertion.
 #[tokio::test]
 async fn an_assertion_entra_finds_expired_is_replaced_by_a_fresh_one() {
-    let cloud_clock = Clock::tokio_driven();
+    let cloud_clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), cloud_clock).await;
     let provider = provider_from_env(&cloud); // on the system clock
     provider.web_identity_token().await.expect("first token");
@@ -302,7 +302,7 @@ fn identity_endpoint_down(cloud: &LocalCloud) {
 
 #[tokio::test(start_paused = true)]
 async fn an_identity_endpoint_outage_is_ridden_out_on_the_cached_assertion() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = clocked_provider(&cloud, &clock);
     provider.credentials().await.expect("warm-up");
@@ -325,7 +325,7 @@ async fn an_identity_endpoint_outage_is_ridden_out_on_the_cached_assertion() {
 
 #[tokio::test(start_paused = true)]
 async fn the_cached_assertion_is_not_used_in_its_last_minute() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = clocked_provider(&cloud, &clock);
     provider.credentials().await.expect("warm-up");

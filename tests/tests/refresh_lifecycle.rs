@@ -3,7 +3,7 @@
 
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_async::time::TimeSource;
-use entra_federation::{Clock, EntraCredentialsProvider};
+use entra_federation::EntraCredentialsProvider;
 use futures::FutureExt;
 use local_cloud::{Fault, LocalCloud, Registry};
 use std::sync::{Arc, Mutex};
@@ -15,12 +15,12 @@ const STS: &str = "sts:AssumeRoleWithWebIdentity";
 /// A wall clock `offset` ahead of `base` (a machine whose clock is wrong, or that jumps).
 #[derive(Debug, Clone)]
 struct Offset {
-    base: Clock,
+    base: TokioTime,
     offset: Arc<Mutex<Duration>>,
 }
 
 impl Offset {
-    fn new(base: &Clock) -> Self {
+    fn new(base: &TokioTime) -> Self {
         Self {
             base: base.clone(),
             offset: Arc::default(),
@@ -41,9 +41,9 @@ impl TimeSource for Offset {
 /// Requests that may last two hours: only the provider's own deadline can end a held call.
 const PATIENT: Duration = Duration::from_secs(2 * 3600);
 
-fn provider(cloud: &LocalCloud, clock: Clock) -> EntraCredentialsProvider {
+fn provider(cloud: &LocalCloud, clock: impl TimeSource + 'static) -> EntraCredentialsProvider {
     builder_from_env(&env_of(cloud))
-        .clock(clock)
+        .time_source(clock)
         .request_timeout(PATIENT)
         .jitter_seed(jitter_seed())
         .build()
@@ -53,7 +53,7 @@ fn provider(cloud: &LocalCloud, clock: Clock) -> EntraCredentialsProvider {
 /// Point 1: a failed first load must not leave the background refresher asleep for good.
 #[tokio::test(start_paused = true)]
 async fn after_a_failed_first_load_refreshes_still_happen_ahead_of_expiry() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     cloud.inject(Fault {
         target: "identity_endpoint".into(),
@@ -92,7 +92,7 @@ async fn after_a_failed_first_load_refreshes_still_happen_ahead_of_expiry() {
 /// completes, and the next caller gets its outcome without a second chain.
 #[tokio::test(start_paused = true)]
 async fn a_refresh_outlives_the_caller_that_gave_up_on_it() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let hold = cloud.hold(STS);
     let provider = provider(&cloud, clock.clone());
@@ -115,7 +115,7 @@ async fn a_refresh_outlives_the_caller_that_gave_up_on_it() {
 /// Point 2: an attempt has an overall deadline even when the HTTP client would wait for hours.
 #[tokio::test(start_paused = true)]
 async fn an_attempt_ends_at_its_deadline_even_with_a_patient_http_client() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let _hold = cloud.hold(STS);
     let provider = provider(&cloud, clock.clone());
@@ -137,7 +137,7 @@ async fn an_attempt_ends_at_its_deadline_even_with_a_patient_http_client() {
 /// gets the credentials that are still valid.
 #[tokio::test(start_paused = true)]
 async fn in_the_last_minute_a_stuck_refresh_costs_a_caller_seconds_not_the_credentials() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = provider(&cloud, clock.clone());
     let first = provider.provide_credentials().await.unwrap();
@@ -161,11 +161,11 @@ async fn in_the_last_minute_a_stuck_refresh_costs_a_caller_seconds_not_the_crede
 /// are a failure (one chain for many callers, then backoff), never handed out.
 #[tokio::test(start_paused = true)]
 async fn credentials_that_arrive_expired_are_a_failure_never_handed_out() {
-    let cloud_clock = Clock::tokio_driven();
+    let cloud_clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), cloud_clock.clone()).await;
     let skewed = Offset::new(&cloud_clock);
     skewed.jump(Duration::from_secs(2 * 3600));
-    let provider = provider(&cloud, Clock::from_time_source(skewed));
+    let provider = provider(&cloud, skewed);
     let callers: Vec<_> = (0..20)
         .map(|_| {
             let p = provider.clone();
@@ -192,7 +192,7 @@ async fn credentials_that_arrive_expired_are_a_failure_never_handed_out() {
 /// Point 4: the background refresher ends with the last provider clone, not with the runtime.
 #[tokio::test(start_paused = true)]
 async fn the_background_refresher_ends_with_the_last_provider_clone() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let metrics = tokio::runtime::Handle::current().metrics();
     // Idle connections close in 90 s; settle the cloud's own tasks first.
@@ -226,9 +226,9 @@ fn a_refresher_dropped_before_its_first_poll_is_started_again() {
         .enable_all()
         .build()
         .unwrap();
-    let base = cloud_runtime.block_on(async { Clock::tokio_driven() });
+    let base = cloud_runtime.block_on(async { TokioTime::new() });
     let wall = Offset::new(&base);
-    let clock = Clock::from_time_source(wall.clone());
+    let clock = wall.clone();
     let cloud = cloud_runtime.block_on(cloud_with(Registry::tutorial_default(), clock.clone()));
     let provider = provider(&cloud, clock.clone());
     let first = tokio::runtime::Builder::new_current_thread()
@@ -261,9 +261,9 @@ fn a_refresher_dropped_before_its_first_poll_is_started_again() {
 /// refresh happens within a minute, not after the rest of a sleep computed before it.
 #[tokio::test(start_paused = true)]
 async fn a_wall_clock_jump_is_noticed_within_a_minute() {
-    let base = Clock::tokio_driven();
+    let base = TokioTime::new();
     let wall = Offset::new(&base);
-    let clock = Clock::from_time_source(wall.clone());
+    let clock = wall.clone();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = provider(&cloud, clock.clone());
     let first = provider.provide_credentials().await.unwrap();
@@ -282,7 +282,7 @@ async fn a_wall_clock_jump_is_noticed_within_a_minute() {
 /// credentials refresh, so a hung hop cannot hold the gate (and every refresh) for hours.
 #[tokio::test(start_paused = true)]
 async fn the_web_identity_token_has_the_same_deadline() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let _hold = cloud.hold("entra_token");
     let provider = provider(&cloud, clock.clone());

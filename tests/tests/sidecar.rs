@@ -2,9 +2,9 @@
 //! on-behalf-of agent tokens that the downstream validator accepts; the 1.1.0 gating named; a
 //! Blueprint without its federated credential failing the way Entra fails.
 
+use entra_federation::SecretString;
 use entra_federation::sidecar::{OVERRIDE_SETTING, SidecarClient, SidecarError};
 use entra_federation::validate::{KindPolicy, Policy, TokenKind, TokenValidator, ValidatorConfig};
-use entra_federation::{Clock, SecretString};
 use local_cloud::{LocalCloud, Registry, ids};
 use system_tests::*;
 
@@ -242,7 +242,7 @@ async fn repeated_requests_are_answered_from_the_sidecars_token_cache() {
     // Real Entra picks 60-90 minutes at random; one hour keeps the bounds below exact.
     registry.lifetimes.access_token_min = 3600;
     registry.lifetimes.access_token_max = 3600;
-    let cloud = cloud_with(registry, Clock::tokio_driven()).await;
+    let cloud = cloud_with(registry, TokioTime::new()).await;
     let (dead, _reserved) = dead_upstream();
     let sidecar = sidecar(&cloud, true, &dead).await;
     let user = user_token(&cloud).await;

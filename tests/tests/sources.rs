@@ -2,7 +2,7 @@
 //! Container Apps header rotation and identity selection, the AKS token file, a caller's closure.
 
 use aws_credential_types::provider::ProvideCredentials;
-use entra_federation::Clock;
+
 use entra_federation::assertion::{
     self, AppServiceSource, Assertion, AssertionError, AssertionSource, HeaderValueSource,
     ImdsSource, ManagedIdentity, TokenFileSource,
@@ -16,7 +16,11 @@ fn imds(cloud: &LocalCloud, id: ManagedIdentity) -> ImdsSource {
     let url = format!("{}/metadata/identity/oauth2/token", cloud.http_url())
         .parse()
         .unwrap();
-    ImdsSource::new(url).unwrap().with_managed_identity(id)
+    // Its retry window is measured on its time source: Tokio's (paused) clock here.
+    ImdsSource::new(url)
+        .unwrap()
+        .with_managed_identity(id)
+        .with_time_source(TokioTime::new())
 }
 
 fn imds_fault(status: u16, count: Option<u32>, retry_after: Option<u64>) -> Fault {
@@ -191,7 +195,11 @@ async fn container_apps_user_assigned_selection_uses_mi_res_id_and_principal_id(
     user.client_id = "6f7a8b9c-0d1e-4f2a-9b3c-4d5e6f7a8b9c".into();
     user.resource_id = "/subscriptions/0/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agent".into();
     registry.managed_identities.push(user.clone());
-    let cloud = cloud_with(registry, Clock::system()).await;
+    let cloud = cloud_with(
+        registry,
+        aws_smithy_async::time::SharedTimeSource::default(),
+    )
+    .await;
     let c = Arc::new(cloud);
     for id in [
         ManagedIdentity::ResourceId(user.resource_id.clone()),
@@ -225,7 +233,7 @@ async fn container_apps_user_assigned_selection_uses_mi_res_id_and_principal_id(
 /// file for every exchange, so after two hours (the first token long expired) it still works.
 #[tokio::test(start_paused = true)]
 async fn aks_token_file_is_re_read_on_every_exchange() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let mut registry = Registry::tutorial_default();
     let issuer = registry.aks_issuers[0].clone();
     registry
@@ -250,7 +258,10 @@ async fn aks_token_file_is_re_read_on_every_exchange() {
         file.display().to_string(),
     );
     env.insert("AZURE_CLIENT_ID".into(), ids::STS_APP_ID.into());
-    let provider = builder_from_env(&env).clock(clock.clone()).build().unwrap();
+    let provider = builder_from_env(&env)
+        .time_source(clock.clone())
+        .build()
+        .unwrap();
     let first = provider
         .web_identity_token()
         .await

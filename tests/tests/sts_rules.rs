@@ -3,7 +3,7 @@
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
-use entra_federation::Clock;
+
 use local_cloud::{LocalCloud, Registry};
 use serde_json::Value;
 use std::time::Duration;
@@ -162,10 +162,10 @@ async fn unknown_keys_are_invalid_client_token_id() {
 async fn expired_session_credentials_are_expired_token() {
     // The cloud's clock runs two hours ahead of the SDK's: the one-hour credentials it issued are
     // expired by the time the SDK (signing with the real clock) presents them.
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let issued = builder_from_env(&env_of(&cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap()
         .provide_credentials()

@@ -503,11 +503,11 @@ async fn each_kind_of_token_must_be_authorised_explicitly() {
 
 #[tokio::test(start_paused = true)]
 async fn requests_do_not_wait_on_the_periodic_refresh() {
-    let clock = entra_federation::Clock::tokio_driven();
+    let clock = system_tests::TokioTime::new();
     let cloud = cloud_with(local_cloud::Registry::tutorial_default(), clock.clone()).await;
     let mut config = app_only_config(ids::TENANT_ID);
     config.authority = format!("{}/", cloud.http_url()).parse().unwrap();
-    config.clock = clock.clone();
+    config.time_source = aws_smithy_async::time::SharedTimeSource::new(clock.clone());
     let v = TokenValidator::new(config).unwrap();
     let token = |cloud: &LocalCloud| {
         let t = local_cloud::state::unix_seconds(clock.now()) as i64;
@@ -837,6 +837,8 @@ async fn a_failing_key_fetch_is_backed_off_and_answered_quickly() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let mut config = app_only_config(ids::TENANT_ID);
     config.authority = format!("{base}/").parse().unwrap();
+    // The backoff runs on the validator's time source: Tokio's (paused) clock here.
+    config.time_source = aws_smithy_async::time::SharedTimeSource::new(TokioTime::new());
     let v = TokenValidator::new(config).unwrap();
     let token = sign(&cloud, &app_claims());
     assert!(matches!(
@@ -1032,14 +1034,14 @@ async fn a_repeated_token_is_answered_from_the_verified_cache_under_the_policy()
 /// A cached token ends with its `exp` (plus the allowed skew), as an uncached one does.
 #[tokio::test(start_paused = true)]
 async fn a_cached_token_ends_with_its_exp() {
-    let clock = entra_federation::Clock::tokio_driven();
+    let clock = system_tests::TokioTime::new();
     let cloud = cloud_with(local_cloud::Registry::tutorial_default(), clock.clone()).await;
     let mut config = app_only_config(ids::TENANT_ID);
     config.authority = format!("{}/", cloud.https_url()).parse().unwrap();
     config.root_ca = Some(cloud.ca_file().to_path_buf());
-    config.clock = clock.clone();
+    config.time_source = aws_smithy_async::time::SharedTimeSource::new(clock.clone());
     let v = TokenValidator::new(config).unwrap();
-    let t = clock.unix_seconds() as i64;
+    let t = local_cloud::state::unix_seconds(clock.now()) as i64;
     let token = sign(
         &cloud,
         &with(with(app_claims(), "iat", json!(t)), "exp", json!(t + 600)),

@@ -22,9 +22,28 @@ macro_rules! identity_request_setters {
             self
         }
 
-        /// The clock that dates the assertions' expiry.
-        pub fn with_clock(mut self, clock: Clock) -> Self {
-            self.clock = clock;
+        /// Where "now" comes from when an answer gives a lifetime instead of an expiry
+        /// (default: the system clock).
+        pub fn with_time_source(
+            mut self,
+            time_source: impl aws_smithy_async::time::TimeSource + 'static,
+        ) -> Self {
+            self.clock = self
+                .clock
+                .with_time_source(aws_smithy_async::time::SharedTimeSource::new(time_source));
+            self
+        }
+
+        /// What the retries sleep on (default: Tokio's timers).
+        pub fn with_sleep_impl(
+            mut self,
+            sleep_impl: impl aws_smithy_async::rt::sleep::AsyncSleep + 'static,
+        ) -> Self {
+            self.clock = self
+                .clock
+                .with_sleep(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
+                    sleep_impl,
+                ));
             self
         }
     };

@@ -3,7 +3,7 @@
 use super::{Assertion, AssertionError};
 use crate::clock::{Clock, expiry_at, expiry_in};
 use crate::http::redacted_endpoint;
-use crate::retry::{Backoff, retry_after};
+use crate::retry::{Backoff, Failure, Jitter, RetryPolicy, retry_after, with_retries};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -108,10 +108,14 @@ pub(super) async fn get_with_retries(
             source: None,
         });
     }
-    let started = tokio::time::Instant::now();
-    let mut retry: u32 = 0;
-    loop {
-        let (err, delay_hint, is_gone) = match request().send().await {
+    let policy = RetryPolicy {
+        hop: source_kind,
+        backoff: rules.backoff,
+        jitter: Jitter::default(),
+        window: rules.gone_window,
+    };
+    with_retries(&policy, clock, || async {
+        let resp = match request().send().await {
             Err(e) => {
                 let (what, source) = crate::http::transport_failure(e);
                 let err = AssertionError::Transport {
@@ -120,73 +124,65 @@ pub(super) async fn get_with_retries(
                     what,
                     source: Some(source),
                 };
-                (err, None, false)
+                return Err(Failure::new(err, true));
             }
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY)
-                    .await
-                    .map_err(|e| match e {
-                        crate::http::BodyError::Transport(cause) => AssertionError::Transport {
-                            source_kind,
-                            endpoint: redacted_endpoint(endpoint),
-                            what: "the connection broke while the response was read",
-                            source: Some(cause),
-                        },
-                        too_large => AssertionError::InvalidResponse {
-                            source_kind,
-                            detail: too_large.to_string(),
-                            source: None,
-                        },
-                    })?;
-                if (200..300).contains(&status) {
-                    return Ok(body);
-                }
-                let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-                let message = parsed
-                    .error_description
-                    .or(parsed.message)
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
-                let correlation_id = parsed.correlation_id.or_else(|| {
-                    headers
-                        .get("x-correlation-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                });
-                let hint = hint_for(status, parsed.error.as_deref());
-                let err = AssertionError::Rejected {
-                    source_kind,
-                    status,
-                    code: parsed.error,
-                    message,
-                    correlation_id,
-                    hint,
-                };
-                let transient = status >= 500
-                    || status == 429
-                    || (status == 404 && rules.retry_not_found)
-                    || (status == 410 && rules.gone_window.is_some());
-                if !transient {
-                    return Err(err);
-                }
-                let after = retry_after(&headers, clock.now(), Duration::from_secs(60));
-                (err, after, status == 410)
-            }
+            Ok(resp) => resp,
         };
-        retry += 1;
-        let within_gone_window =
-            is_gone && rules.gone_window.is_some_and(|w| started.elapsed() < w);
-        if retry > rules.backoff.max_retries && !within_gone_window {
-            return Err(err);
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY)
+            .await
+            .map_err(|e| {
+                let err = match e {
+                    crate::http::BodyError::Transport(cause) => AssertionError::Transport {
+                        source_kind,
+                        endpoint: redacted_endpoint(endpoint),
+                        what: "the connection broke while the response was read",
+                        source: Some(cause),
+                    },
+                    too_large => AssertionError::InvalidResponse {
+                        source_kind,
+                        detail: too_large.to_string(),
+                        source: None,
+                    },
+                };
+                Failure::new(err, false)
+            })?;
+        if (200..300).contains(&status) {
+            return Ok(body);
         }
-        // The larger of Retry-After and the backoff: `Retry-After: 0` (or a past date) must not
-        // turn the retries into a burst.
-        let backoff = rules.backoff.delay(retry);
-        let delay = delay_hint.map_or(backoff, |after| after.max(backoff));
-        tracing::warn!(source = source_kind, retry, delay_ms = delay.as_millis() as u64, error = %crate::error::DisplayChain(&err), "managed-identity endpoint failed; retrying");
-        tokio::time::sleep(delay).await;
-    }
+        let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+        let message = parsed
+            .error_description
+            .or(parsed.message)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+        let correlation_id = parsed.correlation_id.or_else(|| {
+            headers
+                .get("x-correlation-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        let hint = hint_for(status, parsed.error.as_deref());
+        let err = AssertionError::Rejected {
+            source_kind,
+            status,
+            code: parsed.error,
+            message,
+            correlation_id,
+            hint,
+        };
+        let gone = status == 410 && rules.gone_window.is_some();
+        Err(Failure {
+            error: err,
+            transient: status >= 500
+                || status == 429
+                || (status == 404 && rules.retry_not_found)
+                || gone,
+            retry_after: retry_after(&headers, clock.now(), Duration::from_secs(60)),
+            keeps_trying: gone,
+        })
+    })
+    .await
 }
 
 #[cfg(test)]

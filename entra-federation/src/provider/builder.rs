@@ -31,6 +31,8 @@ use crate::entra::EntraClient;
 use crate::http::{EndpointError, HttpSettings, HttpSetupError, checked_url, identity_client};
 use crate::retry::Jitter;
 use crate::sts::{self, AssumeRoleRequest, StsClient};
+use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep};
+use aws_smithy_async::time::{SharedTimeSource, TimeSource};
 use std::path::PathBuf;
 use std::sync::Arc;
 use url::Url;
@@ -123,7 +125,8 @@ pub struct EntraCredentialsProviderBuilder {
     resource: Option<String>,
     root_ca: Option<PathBuf>,
     allow_http: bool,
-    clock: Option<Clock>,
+    time_source: Option<SharedTimeSource>,
+    sleep_impl: Option<SharedAsyncSleep>,
     connect_timeout: Option<std::time::Duration>,
     request_timeout: Option<std::time::Duration>,
     jitter_seed: Option<u64>,
@@ -206,9 +209,20 @@ impl EntraCredentialsProviderBuilder {
         self
     }
 
-    /// The clock (tests: [`Clock::tokio_driven`]).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
+    /// Where "now" comes from for every expiry decision (default: the system clock), as in
+    /// aws-config's `ProviderConfig::with_time_source`: tests give an `aws-smithy-async` test
+    /// time source (`ManualTimeSource`, `tick_advance_time_and_sleep`'s) to move expiries.
+    pub fn time_source(mut self, time_source: impl TimeSource + 'static) -> Self {
+        self.time_source = Some(SharedTimeSource::new(time_source));
+        self
+    }
+
+    /// What every wait sleeps on: retry backoffs, deadlines, refresh timers (default: Tokio's
+    /// timers), as in aws-config's `ProviderConfig::with_sleep_impl`. With
+    /// `tick_advance_time_and_sleep`'s pair a test advances hours of retries and refreshes at
+    /// once.
+    pub fn sleep_impl(mut self, sleep_impl: impl AsyncSleep + 'static) -> Self {
+        self.sleep_impl = Some(SharedAsyncSleep::new(sleep_impl));
         self
     }
 
@@ -471,7 +485,7 @@ impl EntraCredentialsProviderBuilder {
             }
         };
         let sts_endpoint = checked_url("AWS_ENDPOINT_URL_STS", &sts_endpoint, self.allow_http)?;
-        let clock = self.clock.unwrap_or_default();
+        let clock = Clock::new(self.time_source, self.sleep_impl);
         let http = HttpSettings {
             extra_root_ca: self.root_ca.clone(),
             connect_timeout: self.connect_timeout,
@@ -538,7 +552,7 @@ impl EntraCredentialsProviderBuilder {
         })?;
         let jitter = self.jitter_seed.map(Jitter::seeded).unwrap_or_default();
         let entra = entra.with_jitter(jitter.clone());
-        let sts = StsClient::new(sts_endpoint, http).with_jitter(jitter.clone());
+        let sts = StsClient::new(sts_endpoint, http, clock.clone()).with_jitter(jitter.clone());
         let request = AssumeRoleRequest {
             role_arn,
             session_name,

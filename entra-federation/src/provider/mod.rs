@@ -179,7 +179,9 @@ impl EntraCredentialsProvider {
             return work.await;
         }
         let deadline = self.inner.deadline();
-        tokio::time::timeout(deadline, work)
+        chain
+            .clock
+            .timeout(deadline, work)
             .await
             .unwrap_or(Err(Error::Deadline {
                 seconds: deadline.as_secs(),

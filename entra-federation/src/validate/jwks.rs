@@ -107,7 +107,7 @@ pub struct KeyCache {
     /// Whether a periodic refresh task is under way (so requests spawn at most one).
     periodic: std::sync::atomic::AtomicBool,
     /// Single-flight gate; holds when the last unknown-kid refresh ran.
-    refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    refresh: tokio::sync::Mutex<Option<SystemTime>>,
     metadata: [(Version, Url); 2],
     tenant: String,
     http: reqwest::Client,
@@ -123,7 +123,7 @@ pub struct KeyCache {
 struct FetchFailure {
     error: String,
     consecutive: u32,
-    retry_not_before: tokio::time::Instant,
+    retry_not_before: SystemTime,
 }
 
 /// The longest one fetch of the keys (both metadata documents and key sets) may take.
@@ -136,7 +136,7 @@ pub struct FetchError(String);
 
 impl KeyCache {
     /// A cache for `tenant` at `authority`.
-    pub fn new(
+    pub(crate) fn new(
         authority: &Url,
         tenant: &str,
         http: reqwest::Client,
@@ -195,7 +195,7 @@ impl KeyCache {
     pub fn backing_off(&self) -> bool {
         self.failure_slot()
             .as_ref()
-            .is_some_and(|f| tokio::time::Instant::now() < f.retry_not_before)
+            .is_some_and(|f| self.clock.now() < f.retry_not_before)
     }
 
     fn failure_slot(&self) -> std::sync::MutexGuard<'_, Option<FetchFailure>> {
@@ -220,10 +220,13 @@ impl KeyCache {
         // Only refreshes caused by unknown kids are rate-limited (and recorded); the first load
         // and the periodic refresh are not.
         if unknown_kid {
-            if last.is_some_and(|t| t.elapsed() < self.min_refresh_interval) {
+            let now = self.clock.now();
+            if last.is_some_and(|t| {
+                now.duration_since(t).unwrap_or_default() < self.min_refresh_interval
+            }) {
                 return self.current();
             }
-            *last = Some(tokio::time::Instant::now());
+            *last = Some(now);
         }
         self.fetch_and_record().await;
         self.current()
@@ -234,7 +237,8 @@ impl KeyCache {
             // No timer to bound it with; the fetch itself says why it cannot run.
             self.fetch().await
         } else {
-            tokio::time::timeout(FETCH_DEADLINE, self.fetch())
+            self.clock
+                .timeout(FETCH_DEADLINE, self.fetch())
                 .await
                 .unwrap_or_else(|_| {
                     Err(FetchError(format!(
@@ -258,12 +262,12 @@ impl KeyCache {
                     max_retries: u32::MAX,
                     jitter: 0.5,
                 }
-                .delay(consecutive);
+                .delay_with(consecutive, &crate::retry::Jitter::default());
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, have_keys = self.keys.load().fetched_at.is_some(), "signing keys could not be fetched; keeping the last good ones, if any");
                 *slot = Some(FetchFailure {
                     error: e.to_string(),
                     consecutive,
-                    retry_not_before: tokio::time::Instant::now() + backoff,
+                    retry_not_before: self.clock.now() + backoff,
                 });
             }
         }

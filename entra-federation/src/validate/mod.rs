@@ -33,6 +33,8 @@ pub use jwks::{KeyCache, Version};
 pub use policy::{KindPolicy, Policy};
 
 use crate::clock::Clock;
+use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
+use aws_smithy_async::time::SharedTimeSource;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -60,8 +62,10 @@ pub struct ValidatorConfig {
     /// (default 4096; 0 turns the cache off). An entry ends with its token's `exp` or with the
     /// key that verified it; the policy is applied on every use.
     pub verified_cache: usize,
-    /// The clock.
-    pub clock: Clock,
+    /// Where "now" comes from for `exp`, `nbf` and the keys' refresh (default: the system clock).
+    pub time_source: SharedTimeSource,
+    /// What the key fetch's deadline sleeps on (default: Tokio's timers).
+    pub sleep_impl: SharedAsyncSleep,
 }
 
 impl ValidatorConfig {
@@ -76,7 +80,8 @@ impl ValidatorConfig {
             root_ca: None,
             refresh_interval: Duration::from_secs(12 * 3600),
             verified_cache: 4096,
-            clock: Clock::system(),
+            time_source: SharedTimeSource::default(),
+            sleep_impl: SharedAsyncSleep::new(TokioSleep::new()),
         }
     }
 }
@@ -280,7 +285,10 @@ impl TokenValidator {
             &config.authority,
             &config.tenant_id,
             http,
-            config.clock.clone(),
+            Clock::new(
+                Some(config.time_source.clone()),
+                Some(config.sleep_impl.clone()),
+            ),
         )
         .map_err(|e| crate::ConfigError::Invalid {
             name: "AZURE_AUTHORITY_HOST",
@@ -342,7 +350,7 @@ impl TokenValidator {
         }
         // A token verified before (by a key still in use, not expired): only the policy again.
         let digest = verified::digest(token);
-        let now = inner.config.clock.unix_seconds();
+        let now = crate::clock::unix_seconds(inner.config.time_source.now());
         let skew = inner.config.skew.as_secs();
         if let Some(claims) = inner
             .verified

@@ -45,12 +45,12 @@ pub mod tls;
 pub use registry::{Registry, ids};
 pub use state::{CloudState, Fault, Hold};
 
+use aws_smithy_async::time::{SharedTimeSource, TimeSource};
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use entra_federation::Clock;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,7 +85,7 @@ pub enum StartError {
 #[derive(Debug, Default)]
 pub struct LocalCloudBuilder {
     registry: Option<Registry>,
-    clock: Option<Clock>,
+    clock: Option<SharedTimeSource>,
     http: Option<SocketAddr>,
     https: Option<SocketAddr>,
     state_dir: Option<PathBuf>,
@@ -98,9 +98,10 @@ impl LocalCloudBuilder {
         self
     }
 
-    /// The clock (tests: [`Clock::tokio_driven`]).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
+    /// Where "now" comes from (default: the system clock). Tests give one that follows Tokio's
+    /// paused clock, or an `aws-smithy-async` test time source, shared with the provider.
+    pub fn clock(mut self, clock: impl TimeSource + 'static) -> Self {
+        self.clock = Some(SharedTimeSource::new(clock));
         self
     }
 

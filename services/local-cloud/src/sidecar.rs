@@ -137,7 +137,7 @@ pub fn router(
         })),
     )
     .map_err(|e| e.to_string())?
-    .with_clock(cloud.clock.clone());
+    .with_time_source(cloud.clock.clone());
     let mut vc = ValidatorConfig::new(
         &config.tenant_id,
         vec![
@@ -154,7 +154,7 @@ pub fn router(
     vc.authority = format!("{}/", config.instance.trim_end_matches('/'))
         .parse()
         .map_err(|e| format!("instance: {e}"))?;
-    vc.clock = cloud.clock.clone();
+    vc.time_source = cloud.clock.clone();
     let inbound = TokenValidator::new(vc).map_err(|e| e.to_string())?;
     let app = Arc::new(Sidecar {
         config,
@@ -269,12 +269,19 @@ impl Sidecar {
         key: CacheKey,
         acquire: impl std::future::Future<Output = Result<(String, Option<u64>), Response>>,
     ) -> Result<String, Response> {
-        if let Some(token) = self.tokens.get(&key, self.cloud.clock.unix_seconds()) {
+        if let Some(token) = self
+            .tokens
+            .get(&key, crate::state::unix_seconds(self.cloud.clock.now()))
+        {
             return Ok(token);
         }
         let (token, expires_in) = acquire.await?;
-        self.tokens
-            .put(key, &token, expires_in, self.cloud.clock.unix_seconds());
+        self.tokens.put(
+            key,
+            &token,
+            expires_in,
+            crate::state::unix_seconds(self.cloud.clock.now()),
+        );
         Ok(token)
     }
 

@@ -2,7 +2,7 @@
 
 use crate::keys::KeySet;
 use crate::registry::Registry;
-use entra_federation::Clock;
+use aws_smithy_async::time::SharedTimeSource;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -58,7 +58,7 @@ pub struct CloudState {
     /// The current `IDENTITY_HEADER` value.
     pub identity_header: RwLock<String>,
     /// The clock (tokio-driven in tests).
-    pub clock: Clock,
+    pub clock: SharedTimeSource,
     /// Credentials STS issued, by access key id.
     pub credentials: Mutex<HashMap<String, IssuedCredentials>>,
     /// JWKS documents STS fetched, by issuer.
@@ -122,7 +122,11 @@ fn applies(target: &str, name: &str) -> bool {
 
 impl CloudState {
     /// New state.
-    pub fn new(registry: Registry, clock: Clock, http: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        registry: Registry,
+        clock: SharedTimeSource,
+        http: reqwest::Client,
+    ) -> Result<Self, String> {
         Ok(Self {
             registry: RwLock::new(registry),
             tenant_keys: RwLock::new(KeySet::generate()?),
@@ -293,7 +297,7 @@ mod tests {
     fn faults_apply_by_name_or_prefix_and_run_out() {
         let s = CloudState::new(
             Registry::tutorial_default(),
-            Clock::system(),
+            SharedTimeSource::default(),
             reqwest::Client::new(),
         )
         .unwrap();

@@ -5,7 +5,7 @@
 //! token-refresher in file mode for agents in other languages. Each service is the same library
 //! router its standalone binary serves.
 
-use entra_federation::{Clock, EntraCredentialsProviderBuilder};
+use entra_federation::EntraCredentialsProviderBuilder;
 use local_cloud::LocalCloud;
 use local_cloud::ids;
 use local_cloud::sidecar::{DownstreamApi, SidecarConfig};
@@ -272,7 +272,7 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
     let status = refresher.clone();
     let mut refresher_stop = stopping.clone();
     tasks.push(tokio::spawn(async move {
-        let clock = Clock::system();
+        let clock = aws_smithy_async::time::SharedTimeSource::default();
         // Stops between two writes, never halfway through one (a write does not await).
         tokio::select! {
             r = file_mode::run(&refresher_provider, &file, &clock, &status) => {

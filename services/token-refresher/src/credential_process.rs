@@ -9,7 +9,8 @@
 
 use crate::token_file::write_atomically;
 use aws_credential_types::Credentials;
-use entra_federation::{Clock, EntraCredentialsProvider};
+use aws_smithy_async::time::SharedTimeSource;
+use entra_federation::EntraCredentialsProvider;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -96,7 +97,7 @@ pub const FALLBACK_MINIMUM: Duration = Duration::from_secs(11 * 60);
 pub async fn credentials(
     provider: &EntraCredentialsProvider,
     cache_dir: Option<&Path>,
-    clock: &Clock,
+    clock: &SharedTimeSource,
 ) -> Result<ProcessCredentials, CredentialProcessError> {
     let key = hex::encode(
         &aws_lc_rs::digest::digest(

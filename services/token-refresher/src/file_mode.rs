@@ -6,13 +6,14 @@
 //! retries with backoff; it never exits on a failure unless asked to write only once.
 
 use crate::token_file::write_atomically;
+use aws_smithy_async::time::SharedTimeSource;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use entra_federation::EntraCredentialsProvider;
 use entra_federation::error::DisplayChain;
-use entra_federation::{Clock, EntraCredentialsProvider};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -93,7 +94,7 @@ pub enum FileModeError {
 pub async fn run(
     provider: &EntraCredentialsProvider,
     opts: &FileMode,
-    clock: &Clock,
+    clock: &SharedTimeSource,
     status: &Status,
 ) -> Result<(), FileModeError> {
     let mut failures: u32 = 0;
@@ -175,7 +176,7 @@ pub async fn run(
                 )
             }
         };
-        clock.sleep_until(next).await;
+        sleep_until(clock, next).await;
     }
 }
 
@@ -186,7 +187,7 @@ fn failed(
     failures: &mut u32,
     error: String,
     summary: String,
-    clock: &Clock,
+    clock: &SharedTimeSource,
 ) -> SystemTime {
     *failures += 1;
     let now = clock.now();
@@ -203,7 +204,7 @@ fn failed(
 
 /// `GET /healthz` and `GET /readyz`: 200 once a token has been written and it is still valid,
 /// 503 with the reason otherwise.
-pub fn health_router(status: Arc<Status>, clock: Clock) -> axum::Router {
+pub fn health_router(status: Arc<Status>, clock: SharedTimeSource) -> axum::Router {
     let handler = move |State(status): State<Arc<Status>>| {
         let clock = clock.clone();
         async move {
@@ -230,10 +231,65 @@ pub fn health_router(status: Arc<Status>, clock: Clock) -> axum::Router {
     server_kit::harden(app, &server_kit::Limits::default(), server_kit::json_error)
 }
 
+/// Sleeps until `deadline` on `clock`, at most 30 s at a time before reading the clock again:
+/// timers run on the monotonic clock, which stands still while a VM is paused and ignores clock
+/// steps, so one long sleep computed from the wall clock would wake late.
+async fn sleep_until(clock: &SharedTimeSource, deadline: SystemTime) {
+    const STEP: Duration = Duration::from_secs(30);
+    while let Ok(wait) = deadline.duration_since(clock.now()) {
+        if wait.is_zero() {
+            break;
+        }
+        tokio::time::sleep(wait.min(STEP)).await;
+    }
+}
 /// The wait after `failures` failures in a row: 1 s doubling to 60 s, less up to half at random,
 /// so that a fleet that failed together does not retry in lockstep.
 fn failure_backoff(failures: u32) -> Duration {
     let base =
         Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
     base.mul_f64(1.0 - 0.5 * fastrand::f64())
+}
+
+#[cfg(test)]
+mod sleep_tests {
+    use super::*;
+    use aws_smithy_async::time::TimeSource;
+
+    /// A wall clock that follows Tokio's paused clock, plus a step the test sets.
+    #[derive(Debug, Clone)]
+    struct Stepped {
+        start_wall: SystemTime,
+        start: tokio::time::Instant,
+        step: Arc<Mutex<Duration>>,
+    }
+
+    impl TimeSource for Stepped {
+        fn now(&self) -> SystemTime {
+            self.start_wall + self.start.elapsed() + *self.step.lock().unwrap()
+        }
+    }
+
+    /// Issue 12 point 4 (file mode's waits): a clock step (or a paused VM) during a long sleep is
+    /// noticed within 30 s of Tokio's time, not after the rest of the sleep computed before it.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_sleep_follows_a_wall_clock_step() {
+        let wall = Stepped {
+            start_wall: SystemTime::now(),
+            start: tokio::time::Instant::now(),
+            step: Arc::default(),
+        };
+        let clock = SharedTimeSource::new(wall.clone());
+        let deadline = clock.now() + Duration::from_secs(3600);
+        let started = tokio::time::Instant::now();
+        let sleeper = tokio::spawn(async move { sleep_until(&clock, deadline).await });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        *wall.step.lock().unwrap() = Duration::from_secs(3600);
+        sleeper.await.unwrap();
+        assert!(
+            started.elapsed() <= Duration::from_secs(90),
+            "woke {:?} after it started",
+            started.elapsed()
+        );
+    }
 }

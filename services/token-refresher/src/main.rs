@@ -1,8 +1,9 @@
 //! `token-refresher`: file mode (default), `credential-process`, or `serve`.
 
+use aws_smithy_async::time::SharedTimeSource;
 use clap::{Args, Parser, Subcommand};
+use entra_federation::EntraCredentialsProvider;
 use entra_federation::error::DisplayChain;
-use entra_federation::{Clock, EntraCredentialsProvider};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,7 +101,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let provider = EntraCredentialsProvider::from_env()?;
-    let clock = Clock::system();
+    let clock = SharedTimeSource::default();
     match cli.command {
         None => {
             // Before anything is announced: a stop right after start is a clean stop.

@@ -156,7 +156,11 @@ async fn boto3_keeps_working_across_refreshes_of_the_file() {
     registry.lifetimes.access_token_min = 8;
     registry.lifetimes.access_token_max = 8;
     registry.lifetimes.sts_credentials_override = Some(4);
-    let cloud: LocalCloud = cloud_with(registry, entra_federation::Clock::system()).await;
+    let cloud: LocalCloud = cloud_with(
+        registry,
+        aws_smithy_async::time::SharedTimeSource::default(),
+    )
+    .await;
     let dir = temp_dir("refreshes");
     let file = dir.join("token");
     let mut env = env_of(&cloud);

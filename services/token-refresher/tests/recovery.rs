@@ -4,13 +4,13 @@
 //! invocations racing for one cache.
 //!
 //! Tests that need time to pass run on tokio's paused clock, shared with the local cloud and the
-//! provider through `Clock::tokio_driven`: "an hour later" is an advance of the virtual clock, not
+//! provider through `TokioTime`: "an hour later" is an advance of the virtual clock, not
 //! a wait.
 
 mod common;
 
 use common::{CHILD_TIMEOUT, output, refresher};
-use entra_federation::Clock;
+
 use local_cloud::{Fault, LocalCloud, Registry};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -48,12 +48,12 @@ async fn paused_cloud(
 ) -> (
     LocalCloud,
     entra_federation::EntraCredentialsProvider,
-    Clock,
+    TokioTime,
 ) {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(registry, clock.clone()).await;
     let provider = builder_from_env(&env_of(&cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap();
     (cloud, provider, clock)
@@ -275,10 +275,14 @@ fn opts(path: PathBuf) -> FileMode {
 async fn start_file_mode(
     provider: &entra_federation::EntraCredentialsProvider,
     opts: &FileMode,
-    clock: &Clock,
+    clock: &TokioTime,
     status: &Arc<Status>,
 ) -> (tokio::task::JoinHandle<()>, String) {
-    let health = serve_app(file_mode::health_router(status.clone(), clock.clone())).await;
+    let health = serve_app(file_mode::health_router(
+        status.clone(),
+        aws_smithy_async::time::SharedTimeSource::new(clock.clone()),
+    ))
+    .await;
     let task = {
         let (provider, opts, clock, status) = (
             provider.clone(),
@@ -287,7 +291,13 @@ async fn start_file_mode(
             status.clone(),
         );
         tokio::spawn(async move {
-            let r = file_mode::run(&provider, &opts, &clock, &status).await;
+            let r = file_mode::run(
+                &provider,
+                &opts,
+                &aws_smithy_async::time::SharedTimeSource::new(clock.clone()),
+                &status,
+            )
+            .await;
             panic!("file mode returned without --once: {r:?}");
         })
     };

@@ -1,7 +1,6 @@
 //! The file never shows a partial or empty state; an outage leaves the last good file and the last
 //! good credentials in place, and both recover.
 
-use entra_federation::Clock;
 use local_cloud::{Fault, Registry};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -84,10 +83,10 @@ fn a_polling_reader_never_sees_a_partial_or_empty_file() {
 
 #[tokio::test(start_paused = true)]
 async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = builder_from_env(&env_of(&cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap();
     let dir = std::env::temp_dir().join(format!("refresher-outage-{}", std::process::id()));
@@ -106,7 +105,15 @@ async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
             clock.clone(),
             status.clone(),
         );
-        tokio::spawn(async move { file_mode::run(&provider, &opts, &clock, &status).await })
+        tokio::spawn(async move {
+            file_mode::run(
+                &provider,
+                &opts,
+                &aws_smithy_async::time::SharedTimeSource::new(clock.clone()),
+                &status,
+            )
+            .await
+        })
     };
     status.first_write().await;
     assert!(dir.join("ready").exists(), "readiness is visible as a file");
@@ -152,10 +159,10 @@ async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn the_endpoint_serves_the_last_good_credentials_through_an_sts_outage() {
-    let clock = Clock::tokio_driven();
+    let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = builder_from_env(&env_of(&cloud))
-        .clock(clock.clone())
+        .time_source(clock.clone())
         .build()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -207,7 +214,7 @@ async fn the_endpoint_serves_the_last_good_credentials_through_an_sts_outage() {
 
 #[tokio::test]
 async fn health_is_503_until_a_valid_token_is_written_then_200() {
-    let clock = Clock::system();
+    let clock = aws_smithy_async::time::SharedTimeSource::default();
     let cloud = cloud().await;
     let provider = builder_from_env(&env_of(&cloud)).build().unwrap();
     let status = Arc::new(Status::default());
@@ -229,9 +236,14 @@ async fn health_is_503_until_a_valid_token_is_written_then_200() {
         once: true,
         ready_file: None,
     };
-    file_mode::run(&provider, &opts, &clock, &status)
-        .await
-        .unwrap();
+    file_mode::run(
+        &provider,
+        &opts,
+        &aws_smithy_async::time::SharedTimeSource::new(clock.clone()),
+        &status,
+    )
+    .await
+    .unwrap();
     let after = reqwest::get(&url).await.unwrap();
     assert_eq!(after.status(), 200);
     let body: serde_json::Value = after.json().await.unwrap();
