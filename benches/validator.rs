@@ -19,12 +19,12 @@ fn bench(c: &mut Criterion) {
     let mut config = ValidatorConfig::new(
         ids::TENANT_ID,
         vec![ids::WEATHER_API_AUDIENCE.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: Some(ids::BLUEPRINT_APP_ID.into()),
-            app_only: KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
-            delegated: KindPolicy::Deny,
-        },
+        Policy::new(
+            [ids::AGENT_CLIENT_ID],
+            KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
+            KindPolicy::Deny,
+        )
+        .with_expected_blueprint(ids::BLUEPRINT_APP_ID),
     );
     config.authority = format!("{}/", cloud.http_url()).parse().unwrap();
     // A first-seen token every time: the verified-token cache off.

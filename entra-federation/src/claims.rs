@@ -11,6 +11,7 @@ use std::fmt;
 
 /// The claims the library inspects and logs. `aud` may be a string or a list.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClaimSummary {
     /// Issuer.
     pub iss: Option<String>,

@@ -71,6 +71,7 @@ impl fmt::Debug for WebIdentityToken {
 
 /// An error Entra returned, with its own codes and a fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EntraRejection {
     /// HTTP status.
     pub status: u16,

@@ -64,6 +64,7 @@ impl std::fmt::Debug for AgentToken {
 /// What `/DownstreamApi` returns.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct DownstreamResponse {
     /// The downstream status.
     pub status_code: u16,

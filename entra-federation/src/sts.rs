@@ -81,6 +81,7 @@ impl StsErrorCode {
 
 /// An error STS returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StsServiceError {
     /// HTTP status.
     pub status: u16,

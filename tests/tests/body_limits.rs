@@ -88,12 +88,11 @@ async fn the_key_endpoints_cannot_send_more_than_a_mebibyte() {
         let mut config = ValidatorConfig::new(
             "contoso.onmicrosoft.com",
             vec!["api://weather".into()],
-            Policy {
-                allowed_app_ids: vec![],
-                expected_blueprint: None,
-                app_only: KindPolicy::Require("Weather.Read".into()),
-                delegated: KindPolicy::Deny,
-            },
+            Policy::new(
+                Vec::<String>::new(),
+                KindPolicy::Require("Weather.Read".into()),
+                KindPolicy::Deny,
+            ),
         );
         config.authority = url.parse().unwrap();
         let validator = TokenValidator::new(config).unwrap();

@@ -617,12 +617,11 @@ async fn without_a_tokio_runtime_the_sidecar_client_and_the_validator_fail_clear
     let mut config = ValidatorConfig::new(
         ids::TENANT_ID,
         vec![ids::WEATHER_API_AUDIENCE.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: None,
-            app_only: KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
-            delegated: KindPolicy::Deny,
-        },
+        Policy::new(
+            [ids::AGENT_CLIENT_ID],
+            KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
+            KindPolicy::Deny,
+        ),
     );
     config.authority = format!("{}/", cloud.http_url()).parse().unwrap();
     let validator = TokenValidator::new(config).unwrap();

@@ -26,12 +26,12 @@ fn weather_validator(cloud: &LocalCloud) -> TokenValidator {
     let mut c = ValidatorConfig::new(
         ids::TENANT_ID,
         vec![ids::WEATHER_API_AUDIENCE.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: Some(ids::BLUEPRINT_APP_ID.into()),
-            app_only: KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
-            delegated: KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
-        },
+        Policy::new(
+            [ids::AGENT_CLIENT_ID],
+            KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
+            KindPolicy::Require(ids::WEATHER_PERMISSION.into()),
+        )
+        .with_expected_blueprint(ids::BLUEPRINT_APP_ID),
     );
     c.authority = format!("{}/", cloud.http_url()).parse().unwrap();
     TokenValidator::new(c).unwrap()

@@ -16,12 +16,8 @@ fn validator(cloud: &LocalCloud, app_only: KindPolicy, delegated: KindPolicy) ->
     let mut config = ValidatorConfig::new(
         ids::TENANT_ID,
         vec![API.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: Some(ids::BLUEPRINT_APP_ID.into()),
-            app_only,
-            delegated,
-        },
+        Policy::new([ids::AGENT_CLIENT_ID], app_only, delegated)
+            .with_expected_blueprint(ids::BLUEPRINT_APP_ID),
     );
     config.authority = format!("{}/", cloud.https_url()).parse().unwrap();
     config.root_ca = Some(cloud.ca_file().to_path_buf());
@@ -33,12 +29,11 @@ fn app_only_config(tenant: &str) -> ValidatorConfig {
     ValidatorConfig::new(
         tenant,
         vec![API.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: None,
-            app_only: KindPolicy::Require("Weather.Read".into()),
-            delegated: KindPolicy::Deny,
-        },
+        Policy::new(
+            [ids::AGENT_CLIENT_ID],
+            KindPolicy::Require("Weather.Read".into()),
+            KindPolicy::Deny,
+        ),
     )
 }
 
@@ -589,12 +584,12 @@ async fn an_upper_case_tenant_id_accepts_the_tenants_tokens() {
     let mut config = ValidatorConfig::new(
         &ids::TENANT_ID.to_uppercase(),
         vec![API.into()],
-        Policy {
-            allowed_app_ids: vec![ids::AGENT_CLIENT_ID.into()],
-            expected_blueprint: Some(ids::BLUEPRINT_APP_ID.into()),
-            app_only: KindPolicy::Require("Weather.Read".into()),
-            delegated: KindPolicy::Require("Weather.Read".into()),
-        },
+        Policy::new(
+            [ids::AGENT_CLIENT_ID],
+            KindPolicy::Require("Weather.Read".into()),
+            KindPolicy::Require("Weather.Read".into()),
+        )
+        .with_expected_blueprint(ids::BLUEPRINT_APP_ID),
     );
     config.authority = format!("{}/", cloud.https_url()).parse().unwrap();
     config.root_ca = Some(cloud.ca_file().to_path_buf());

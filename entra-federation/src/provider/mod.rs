@@ -84,6 +84,7 @@ struct Counters {
 
 /// How often each upstream was called by this provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProviderStats {
     /// Managed-identity assertions fetched.
     pub assertion_fetches: u64,

@@ -22,6 +22,7 @@ pub enum Version {
 
 /// The keys of both versions at one moment.
 #[derive(Default)]
+#[non_exhaustive]
 pub struct Keys {
     by_version: HashMap<Version, HashMap<String, SigningKey>>,
     /// The issuer each version's metadata names (a sovereign cloud's differs from the public one).
@@ -102,6 +103,7 @@ struct Jwk {
 }
 
 /// The key cache.
+#[non_exhaustive]
 pub struct KeyCache {
     keys: ArcSwap<Keys>,
     /// Whether a periodic refresh task is under way (so requests spawn at most one).

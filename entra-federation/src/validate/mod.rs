@@ -13,12 +13,11 @@
 //! let validator = TokenValidator::new(ValidatorConfig::new(
 //!     "7d2f0e4c-8a1b-4c3d-9e5f-0a1b2c3d4e5f",
 //!     vec!["api://weather-api".into()],
-//!     Policy {
-//!         allowed_app_ids: vec!["82323b11-6a7b-4c8d-9e0f-1a2b3c4d5e6f".into()],
-//!         expected_blueprint: None,
-//!         app_only: KindPolicy::Require("Weather.Read".into()),
-//!         delegated: KindPolicy::Require("Weather.Read".into()),
-//!     },
+//!     Policy::new(
+//!         ["82323b11-6a7b-4c8d-9e0f-1a2b3c4d5e6f"],
+//!         KindPolicy::Require("Weather.Read".into()),
+//!         KindPolicy::Require("Weather.Read".into()),
+//!     ),
 //! ))?;
 //! let caller = validator.validate(token).await?;
 //! println!("called by {:?} ({:?})", caller.claims.app_id(), caller.kind);
@@ -43,6 +42,7 @@ use url::Url;
 
 /// Validator settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ValidatorConfig {
     /// The tenant (GUID) whose tokens are accepted.
     pub tenant_id: String,
@@ -98,6 +98,7 @@ pub enum TokenKind {
 
 /// The claims a downstream API uses.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AgentClaims {
     /// Issuer.
     pub iss: String,
@@ -147,6 +148,7 @@ impl AgentClaims {
 
 /// A token that passed validation and the policy.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ValidatedToken {
     /// Its claims.
     pub claims: AgentClaims,

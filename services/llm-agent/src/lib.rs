@@ -89,12 +89,11 @@ pub fn router(
             config.blueprint_app_id.clone(),
             format!("api://{}", config.blueprint_app_id),
         ],
-        Policy {
-            allowed_app_ids: config.client_spa_app_id.iter().cloned().collect(),
-            expected_blueprint: None,
-            app_only: KindPolicy::Deny,
-            delegated: KindPolicy::Require("access_as_user".into()),
-        },
+        Policy::new(
+            config.client_spa_app_id.iter().cloned(),
+            KindPolicy::Deny,
+            KindPolicy::Require("access_as_user".into()),
+        ),
     );
     vc.authority = config.authority.clone();
     vc.root_ca = config.root_ca.clone();

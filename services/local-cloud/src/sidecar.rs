@@ -144,12 +144,11 @@ pub fn router(
             config.blueprint_app_id.clone(),
             format!("api://{}", config.blueprint_app_id),
         ],
-        Policy {
-            allowed_app_ids: config.inbound_client_app_ids.clone(),
-            expected_blueprint: None,
-            app_only: KindPolicy::Deny,
-            delegated: KindPolicy::Require("access_as_user".into()),
-        },
+        Policy::new(
+            config.inbound_client_app_ids.clone(),
+            KindPolicy::Deny,
+            KindPolicy::Require("access_as_user".into()),
+        ),
     );
     vc.authority = format!("{}/", config.instance.trim_end_matches('/'))
         .parse()

@@ -75,12 +75,14 @@ impl WeatherConfig {
                 hint: "app-only tokens need REQUIRED_APP_ROLE, delegated tokens REQUIRED_SCOPE; a kind without one is refused",
             });
         }
-        let policy = Policy {
-            allowed_app_ids: allowed,
-            expected_blueprint: get("EXPECTED_BLUEPRINT_APP_ID"),
-            app_only: role.map_or(KindPolicy::Deny, KindPolicy::Require),
-            delegated: scope.map_or(KindPolicy::Deny, KindPolicy::Require),
-        };
+        let mut policy = Policy::new(
+            allowed,
+            role.map_or(KindPolicy::Deny, KindPolicy::Require),
+            scope.map_or(KindPolicy::Deny, KindPolicy::Require),
+        );
+        if let Some(blueprint) = get("EXPECTED_BLUEPRINT_APP_ID") {
+            policy = policy.with_expected_blueprint(blueprint);
+        }
         // A v2 token carries the API's client id; `api://<client id>` implies it, a custom App ID
         // URI does not: then WEATHER_API_APP_ID names it.
         let audiences = std::iter::once(audience)
