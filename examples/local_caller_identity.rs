@@ -3,37 +3,31 @@
 //!
 //! `cargo run -p examples --example local_caller_identity`
 
-use entra_federation::{EntraCredentialsProvider, EntraCredentialsProviderBuilder};
-use local_cloud::LocalCloud;
-use tracing_subscriber::EnvFilter;
+#[path = "support/mod.rs"]
+mod support;
+
+use entra_federation::EntraCredentialsProvider;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-
     // 1. The local cloud: identity endpoint, Entra, STS on 127.0.0.1.
-    let cloud = LocalCloud::builder().start().await?;
-    let env: std::collections::HashMap<String, String> = cloud.env().into_iter().collect();
+    let local = support::Local::start().await?;
     println!(
         "local cloud at {} / {}",
-        cloud.http_url(),
-        cloud.https_url()
+        local.cloud.http_url(),
+        local.cloud.https_url()
     );
 
     // 2. The provider, configured only from those variables (on Azure: EntraCredentialsProvider::from_env()).
-    let provider: EntraCredentialsProvider =
-        EntraCredentialsProviderBuilder::from_env_fn(move |k| env.get(k).cloned())?.build()?;
+    let provider: EntraCredentialsProvider = local.provider()?;
     println!("provider: {provider:?}");
 
     // 3. Any AWS SDK client, with the provider as its credentials.
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .credentials_provider(provider.clone())
-        .region(aws_config::Region::new("us-east-2"))
-        .endpoint_url(cloud.http_url())
+        .region(aws_config::Region::new(local.var("AWS_REGION")))
+        // Local cloud only: on AWS the SDK finds STS's regional endpoint itself.
+        .endpoint_url(local.var("AWS_ENDPOINT_URL_STS"))
         .load()
         .await;
     let sts = aws_sdk_sts::Client::new(&config);

@@ -137,6 +137,12 @@ impl Error {
         }
     }
 
+    /// Whether no managed identity was detected at all (see [`AssertionError::NotDetected`]):
+    /// what lets a provider chain go on to its next provider.
+    pub(crate) fn is_not_detected(&self) -> bool {
+        matches!(self, Self::Assertion(AssertionError::NotDetected { .. }))
+    }
+
     /// The hop and the cloud's code, without endpoints, descriptions, paths or ids: what a public
     /// health endpoint may show. The full text (with the fix) belongs in the logs.
     ///

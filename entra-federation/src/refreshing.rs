@@ -494,6 +494,10 @@ impl<R: Resolve> Core<R> {
         let wait = failure_backoff(consecutive, valid_left, &s.jitter);
         let retry_in_ms = wait.as_millis() as u64;
         match (&valid_left, error.is_recoverable()) {
+            // Expected off Azure, where a provider chain goes on to its next provider.
+            (None, _) if error.is_not_detected() => {
+                tracing::info!(what = s.what, error = %crate::error::DisplayChain(&*error), retry_in_ms, "no managed identity detected")
+            }
             (Some(left), true) => {
                 tracing::warn!(what = s.what, error = %crate::error::DisplayChain(&*error), retry_in_ms, valid_for_s = left.as_secs(), "refresh failed; serving the last good value until it expires")
             }

@@ -180,73 +180,24 @@ pub async fn start_sidecar(
     allow_overrides: bool,
     weather_base: &str,
 ) -> String {
-    use local_cloud::ids;
-    use local_cloud::sidecar::{DownstreamApi, SidecarConfig};
-    let mut apis = HashMap::new();
-    apis.insert(
-        "weather-api".to_string(),
-        DownstreamApi {
-            base_url: weather_base.into(),
-            scopes: vec![format!("{}/.default", ids::WEATHER_API_AUDIENCE)],
-            request_app_token: false,
-        },
+    let config = local_cloud::sidecar::SidecarConfig::tutorial(
+        &cloud.http_url(),
+        weather_base,
+        allow_overrides,
     );
-    let config = SidecarConfig {
-        instance: cloud.http_url(),
-        tenant_id: ids::TENANT_ID.into(),
-        blueprint_app_id: ids::BLUEPRINT_APP_ID.into(),
-        identity_endpoint: format!("{}/msi/token", cloud.http_url()),
-        downstream_apis: apis,
-        allow_unauthenticated_overrides: allow_overrides,
-        inbound_client_app_ids: vec![ids::CLIENT_SPA_APP_ID.into()],
-    };
-    let app = local_cloud::sidecar::router(config, cloud.state().clone()).expect("sidecar router");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    cloud
+        .start_sidecar(config)
         .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
-    url
+        .expect("the sidecar starts")
 }
 
 /// The local developer's token for the Blueprint's `access_as_user` scope (password grant).
 pub async fn dev_user_token(cloud: &LocalCloud) -> entra_federation::SecretString {
-    use local_cloud::ids;
-    let scope = format!(
-        "api://{}/access_as_user openid profile",
-        ids::BLUEPRINT_APP_ID
-    );
-    let form = [
-        ("grant_type", "password"),
-        ("client_id", ids::CLIENT_SPA_APP_ID),
-        ("username", ids::DEV_USER_UPN),
-        ("password", "local-dev-password"),
-        ("scope", scope.as_str()),
-    ];
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            cloud.http_url(),
-            ids::TENANT_ID
-        ))
-        .form(&form)
-        .send()
-        .await
-        .expect("sign-in request")
-        .json()
-        .await
-        .expect("sign-in JSON");
     entra_federation::SecretString::new(
-        r["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("sign-in failed: {r}"))
-            .to_string(),
+        cloud
+            .dev_user_token()
+            .await
+            .expect("the developer signs in"),
     )
 }
 

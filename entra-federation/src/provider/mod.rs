@@ -10,7 +10,7 @@ pub use builder::{ConfigError, EntraCredentialsProviderBuilder, SourceChoice};
 #[cfg(feature = "validate")]
 pub(crate) use builder::{DEFAULT_AUTHORITY, valid_tenant};
 
-use crate::assertion::{Assertion, AssertionError, AssertionSource};
+use crate::assertion::{Assertion, AssertionSource};
 use crate::clock::Clock;
 use crate::entra::{EntraClient, WebIdentityToken, check_v1_shape};
 use crate::error::Error;
@@ -263,9 +263,7 @@ impl std::error::Error for SharedError {
 /// deployment).
 fn to_credentials_error(e: Arc<Error>) -> CredentialsError {
     match &*e {
-        Error::Assertion(AssertionError::NotDetected { .. }) => {
-            CredentialsError::not_loaded(SharedError(e))
-        }
+        err if err.is_not_detected() => CredentialsError::not_loaded(SharedError(e)),
         err if !err.is_recoverable() => CredentialsError::invalid_configuration(SharedError(e)),
         _ => CredentialsError::provider_error(SharedError(e)),
     }

@@ -360,6 +360,78 @@ impl LocalCloud {
             .clone()
     }
 
+    /// Starts the Agent ID sidecar emulation on `127.0.0.1:0` with `config` (see
+    /// [`sidecar::SidecarConfig::tutorial`]); returns its `http://127.0.0.1:PORT`. It runs until the
+    /// runtime ends.
+    pub async fn start_sidecar(
+        &self,
+        config: sidecar::SidecarConfig,
+    ) -> Result<String, StartError> {
+        let app = sidecar::router(config, self.state.clone()).map_err(StartError::Setup)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?
+        );
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        Ok(url)
+    }
+
+    /// Signs the registry's developer user in (the resource-owner password grant the local
+    /// Entra keeps for tests) and returns an access token for the Blueprint's `access_as_user`:
+    /// what the browser's sign-in gives the agent, for on-behalf-of.
+    pub async fn dev_user_token(&self) -> Result<String, StartError> {
+        let scope = format!(
+            "api://{}/access_as_user openid profile",
+            ids::BLUEPRINT_APP_ID
+        );
+        let password = self
+            .state
+            .registry()
+            .users
+            .iter()
+            .find(|u| u.upn == ids::DEV_USER_UPN)
+            .map(|u| u.password.clone())
+            .ok_or_else(|| StartError::Setup("the registry has no developer user".into()))?;
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", ids::CLIENT_SPA_APP_ID),
+            ("username", ids::DEV_USER_UPN),
+            ("password", password.as_str()),
+            ("scope", scope.as_str()),
+        ];
+        let answer: serde_json::Value = self
+            .state
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.http_url(),
+                ids::TENANT_ID
+            ))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| StartError::Setup(format!("sign-in request: {e}")))?
+            .json()
+            .await
+            .map_err(|e| StartError::Setup(format!("sign-in answer: {e}")))?;
+        answer["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| StartError::Setup(format!("sign-in failed: {answer}")))
+    }
+
     /// Writes an AKS projected service-account token for `namespace`/`service_account` to `path`.
     pub fn write_projected_token(
         &self,

@@ -9,6 +9,7 @@
 //! `Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated=true`: the Blueprint's own app
 //! token comes back. Callers from non-loopback addresses get 403 with an empty body.
 
+use crate::ids;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -50,6 +51,33 @@ pub struct SidecarConfig {
     pub allow_unauthenticated_overrides: bool,
     /// Clients allowed to call the authenticated routes (apps with a user token for the Blueprint).
     pub inbound_client_app_ids: Vec<String>,
+}
+
+impl SidecarConfig {
+    /// The tutorial's sidecar for this cloud: the Blueprint signing with the system-assigned
+    /// managed identity, the weather API at `weather_base` as its one downstream API, the sign-in
+    /// app as its one inbound client; `allow_overrides` is the `AgentIdentity` override the agent
+    /// needs since 1.1.0.
+    pub fn tutorial(cloud_http_url: &str, weather_base: &str, allow_overrides: bool) -> Self {
+        let mut apis = HashMap::new();
+        apis.insert(
+            "weather-api".to_string(),
+            DownstreamApi {
+                base_url: weather_base.into(),
+                scopes: vec![format!("{}/.default", ids::WEATHER_API_AUDIENCE)],
+                request_app_token: false,
+            },
+        );
+        Self {
+            instance: cloud_http_url.into(),
+            tenant_id: ids::TENANT_ID.into(),
+            blueprint_app_id: ids::BLUEPRINT_APP_ID.into(),
+            identity_endpoint: format!("{cloud_http_url}/msi/token"),
+            downstream_apis: apis,
+            allow_unauthenticated_overrides: allow_overrides,
+            inbound_client_app_ids: vec![ids::CLIENT_SPA_APP_ID.into()],
+        }
+    }
 }
 
 struct Sidecar {

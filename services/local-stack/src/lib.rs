@@ -8,7 +8,7 @@
 use entra_federation::EntraCredentialsProviderBuilder;
 use local_cloud::LocalCloud;
 use local_cloud::ids;
-use local_cloud::sidecar::{DownstreamApi, SidecarConfig};
+use local_cloud::sidecar::SidecarConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -205,24 +205,7 @@ pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
     tasks.push(t);
 
     // The sidecar, as the tutorial configures it, with the override the agent needs since 1.1.0.
-    let mut apis = HashMap::new();
-    apis.insert(
-        "weather-api".to_string(),
-        DownstreamApi {
-            base_url: weather_url.clone(),
-            scopes: vec![format!("{}/.default", ids::WEATHER_API_AUDIENCE)],
-            request_app_token: false,
-        },
-    );
-    let sidecar_config = SidecarConfig {
-        instance: cloud.http_url(),
-        tenant_id: ids::TENANT_ID.into(),
-        blueprint_app_id: ids::BLUEPRINT_APP_ID.into(),
-        identity_endpoint: format!("{}/msi/token", cloud.http_url()),
-        downstream_apis: apis,
-        allow_unauthenticated_overrides: true,
-        inbound_client_app_ids: vec![ids::CLIENT_SPA_APP_ID.into()],
-    };
+    let sidecar_config = SidecarConfig::tutorial(&cloud.http_url(), &weather_url, true);
     let (sidecar_url, t) = serve(
         opts.sidecar,
         local_cloud::sidecar::router(sidecar_config, cloud.state().clone())
