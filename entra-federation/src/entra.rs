@@ -450,7 +450,7 @@ fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraEr
     let parsed: TokenResponse =
         serde_json::from_slice(body).map_err(|e| EntraError::InvalidResponse {
             detail: "not a JSON token response".into(),
-            source: Some(Cause::new(e)),
+            source: Some(Cause::json(&e)),
         })?;
     let token = parsed
         .access_token
@@ -754,16 +754,24 @@ mod token_response_tests {
         assert!(reason.starts_with("not a JSON token response"), "{reason}");
     }
 
-    /// The parser's error is the cause (`source()`), not text flattened into the message.
+    /// The parser's error is the cause (`source()`), not text flattened into the message; it
+    /// never quotes the body (a bare JSON string could be a token).
     #[test]
-    fn the_json_error_is_kept_as_the_source() {
+    fn the_json_error_is_the_source_and_quotes_nothing() {
         let clock = Clock::system();
         let err = parse_success(b"<html>", &clock).unwrap_err();
-        let cause = std::error::Error::source(&err).expect("a source");
-        assert!(cause.is::<serde_json::Error>(), "{cause:?}");
         assert_eq!(
             err.to_string(),
             "Entra returned an unusable token response: not a JSON token response"
+        );
+        let cause = std::error::Error::source(&err).expect("a source");
+        assert_eq!(cause.to_string(), "not JSON (line 1, column 1)");
+        let err = parse_success(br#""eyJ0eXAiOiJKV1Qi.secret.sig""#, &clock).unwrap_err();
+        let chain = crate::error::DisplayChain(&err).to_string();
+        assert!(!chain.contains("eyJ"), "{chain}");
+        assert!(
+            chain.ends_with("JSON of another shape (line 1, column 29)"),
+            "{chain}"
         );
     }
 }

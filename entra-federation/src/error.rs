@@ -30,6 +30,31 @@ impl Cause {
     pub(crate) fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self(Arc::new(error))
     }
+
+    /// A JSON parser's error without the input it may quote (`invalid type: string "eyJ…"` would
+    /// put a token into the logs): what kind of error, and where.
+    pub(crate) fn json(error: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        Self::new(JsonError {
+            what: match error.classify() {
+                Category::Io => "a read error",
+                Category::Syntax => "not JSON",
+                Category::Data => "JSON of another shape",
+                Category::Eof => "truncated JSON",
+            },
+            line: error.line(),
+            column: error.column(),
+        })
+    }
+}
+
+/// [`Cause::json`]'s error.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} (line {line}, column {column})")]
+struct JsonError {
+    what: &'static str,
+    line: usize,
+    column: usize,
 }
 
 /// Derefs to the original error (and deliberately does not implement `Error` itself, so that
@@ -135,6 +160,33 @@ impl Error {
             Self::Sts(e) => e.is_recoverable(),
             Self::Deadline { .. } | Self::Stale { .. } | Self::Interrupted => true,
         }
+    }
+
+    /// The library's error inside `error` or its sources: what the SDK's `CredentialsError`
+    /// carries when the provider failed (`provide_credentials`, or an SDK client's call).
+    ///
+    /// ```no_run
+    /// # async fn f(provider: entra_federation::EntraCredentialsProvider) {
+    /// use aws_credential_types::provider::ProvideCredentials;
+    /// if let Err(e) = provider.provide_credentials().await {
+    ///     if let Some(entra_federation::Error::Sts(sts)) = entra_federation::Error::find_in(&e) {
+    ///         eprintln!("STS said: {sts}");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn find_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(shared) = e.downcast_ref::<crate::provider::SharedError>() {
+                return Some(&shared.0);
+            }
+            if let Some(ours) = e.downcast_ref::<Error>() {
+                return Some(ours);
+            }
+            cause = e.source();
+        }
+        None
     }
 
     /// Whether no managed identity was detected at all (see [`AssertionError::NotDetected`]):

@@ -567,6 +567,8 @@ async fn background<R: Resolve>(core: Weak<Core<R>>, mut recorded: watch::Receiv
             _ = timer => {}
             changed = recorded.changed() => if changed.is_err() { return },
         }
+        // An injected sleep may complete without ever waiting: never hold the runtime's thread.
+        tokio::task::yield_now().await;
     }
 }
 

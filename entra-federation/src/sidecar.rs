@@ -135,10 +135,10 @@ pub enum SidecarError {
 }
 
 /// An unusable answer, with the parser's error as its cause.
-fn invalid(detail: &str, source: impl std::error::Error + Send + Sync + 'static) -> SidecarError {
+fn invalid(detail: &str, source: Cause) -> SidecarError {
     SidecarError::InvalidResponse {
         detail: detail.into(),
-        source: Some(Cause::new(source)),
+        source: Some(source),
     }
 }
 
@@ -275,7 +275,7 @@ impl SidecarClient {
             return Err(Self::error(status, &headers, &body));
         }
         let parsed: HeaderResponse = serde_json::from_str(&body)
-            .map_err(|e| invalid("not an authorization header response", e))?;
+            .map_err(|e| invalid("not an authorization header response", Cause::json(&e)))?;
         let header = parsed
             .authorization_header
             .ok_or_else(|| SidecarError::InvalidResponse {
@@ -283,8 +283,8 @@ impl SidecarClient {
                 source: None,
             })?;
         let jwt = header.split_once(' ').map(|(_, t)| t).unwrap_or_default();
-        let claims =
-            ClaimSummary::read_unverified(jwt).map_err(|e| invalid("the token is not a JWT", e))?;
+        let claims = ClaimSummary::read_unverified(jwt)
+            .map_err(|e| invalid("the token is not a JWT", Cause::new(e)))?;
         let token = AgentToken {
             header: SecretString::new(header),
             claims,
@@ -352,7 +352,8 @@ impl SidecarClient {
         if status != 200 {
             return Err(Self::error(status, &headers, &body));
         }
-        serde_json::from_str(&body).map_err(|e| invalid("not a downstream response", e))
+        serde_json::from_str(&body)
+            .map_err(|e| invalid("not a downstream response", Cause::json(&e)))
     }
 
     /// `GET /healthz`.

@@ -49,16 +49,10 @@ fn kind(e: &CredentialsError) -> &'static str {
     }
 }
 
-/// The library's own error, under the SDK's (`source()` all the way down).
+/// The library's own error, under the SDK's.
 fn library_error(e: &CredentialsError) -> &entra_federation::Error {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(ours) = c.downcast_ref::<entra_federation::Error>() {
-            return ours;
-        }
-        cause = c.source();
-    }
-    panic!("no entra_federation::Error under {e:?}")
+    entra_federation::Error::find_in(e)
+        .unwrap_or_else(|| panic!("no entra_federation::Error under {e:?}"))
 }
 
 #[tokio::test]
@@ -105,21 +99,76 @@ async fn with_nothing_detected_and_imds_silent_the_probe_gives_up_quickly() {
     );
 }
 
-/// A VM without a managed identity answers 400 "Identity not found": nothing to use either.
+/// A VM without a managed identity answers 400 "Identity not found" for the system-assigned
+/// identity: nothing to use either.
 #[tokio::test]
 async fn a_vm_without_an_identity_is_not_loaded_too() {
+    let cloud = cloud().await;
+    cloud.edit_registry(|r| r.managed_identities.retain(|m| !m.system_assigned));
+    let env = without_managed_identity(&cloud, &cloud.http_url());
+    let err = builder_from_env(&env)
+        .build()
+        .unwrap()
+        .provide_credentials()
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&err), "not_loaded", "{err:?}");
+    let creds = chain(&env)
+        .provide_credentials()
+        .await
+        .expect("the next provider");
+    assert_eq!(creds.access_key_id(), "AKIASTATICFALLBACK00");
+}
+
+/// A user-assigned identity that was named (AZURE_CLIENT_ID) but is not on the VM is a
+/// configuration error: the chain stops instead of using other credentials.
+#[tokio::test]
+async fn a_named_identity_that_is_not_assigned_stops_the_chain() {
     let cloud = cloud().await;
     let mut env = without_managed_identity(&cloud, &cloud.http_url());
     env.insert(
         "AZURE_CLIENT_ID".into(),
         "11111111-2222-3333-4444-555555555555".into(),
     );
-    let creds = chain(&env)
+    let err = chain(&env)
         .provide_credentials()
         .await
-        .expect("the next provider");
-    assert_eq!(creds.access_key_id(), "AKIASTATICFALLBACK00");
-    assert_eq!(cloud.counter("imds"), 1, "one probe, no retries");
+        .expect_err("the chain must not fall through");
+    assert_eq!(kind(&err), "invalid_configuration", "{err:?}");
+    assert!(
+        matches!(
+            library_error(&err),
+            entra_federation::Error::Assertion(entra_federation::error::AssertionError::Rejected {
+                status: 400,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+}
+
+/// On another cloud, 169.254.169.254 is that cloud's metadata service: EC2 answers an IMDS path
+/// with a 404 page, or 401 when IMDSv2 is enforced. Not Azure's IMDS: not loaded, at once.
+#[tokio::test]
+async fn another_clouds_metadata_service_is_not_loaded() {
+    for (status, body) in [(404u16, "<html>Not Found</html>"), (401, "")] {
+        let cloud = cloud().await;
+        let app = axum::Router::new().fallback(move || async move {
+            (axum::http::StatusCode::from_u16(status).unwrap(), body)
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let env = without_managed_identity(&cloud, &url);
+        let alone = builder_from_env(&env).build().unwrap();
+        let err = alone.provide_credentials().await.unwrap_err();
+        assert_eq!(kind(&err), "not_loaded", "HTTP {status}: {err:?}");
+        let creds = chain(&env)
+            .provide_credentials()
+            .await
+            .expect("the next provider");
+        assert_eq!(creds.access_key_id(), "AKIASTATICFALLBACK00");
+    }
 }
 
 /// Once IMDS is detected, it is the provider's source: its credentials win.
@@ -132,7 +181,7 @@ async fn a_detected_imds_is_used_and_the_chain_stops_at_ours() {
         .await
         .expect("credentials");
     assert!(creds.access_key_id().starts_with("ASIA"), "{creds:?}");
-    assert_eq!(cloud.counter("imds"), 1);
+    assert_eq!(cloud.counter("imds"), 2, "the probe, then the token");
 }
 
 /// With the Container Apps identity endpoint present (the local cloud's environment), our

@@ -4,9 +4,8 @@
 use super::response::{RetryRules, get_with_retries, parse_token_response};
 use super::{Assertion, AssertionError, AssertionSource, BoxFuture, ManagedIdentity};
 use crate::clock::Clock;
-use crate::http::{
-    HttpSetupError, MAX_RESPONSE_BODY, identity_client, read_body, redacted_endpoint,
-};
+use crate::error::Cause;
+use crate::http::{HttpSetupError, identity_client, read_body, redacted_endpoint};
 use crate::retry::Backoff;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +37,8 @@ pub struct ImdsSource {
 
 /// How long the probe waits: azure-identity gives IMDS one second when it is only a guess.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The probe's answer is a short JSON error; anything longer is not Azure's IMDS.
+const PROBE_BODY_LIMIT: usize = 64 * 1024;
 
 impl ImdsSource {
     /// A source for `endpoint` (normally [`IMDS_TOKEN_URL`]): the system-assigned identity, for
@@ -81,11 +82,12 @@ impl ImdsSource {
         }
     }
 
-    /// IMDS as the guess that remains when no other source is detected: the first request gets
-    /// one second and no retries, and no answer (or "Identity not found") is
-    /// [`AssertionError::NotDetected`], which lets a provider chain try its next provider
-    /// instead of spending IMDS's documented minutes of retries off Azure. Once IMDS has
-    /// answered, the documented retries apply.
+    /// IMDS as the guess that remains when no other source is detected: until Azure's IMDS has
+    /// answered once, one quick request (see [`ImdsSource::probe`]) decides whether it is there
+    /// at all, and a machine with no managed identity is [`AssertionError::NotDetected`] too.
+    /// That lets a provider chain go on to its next provider instead of spending IMDS's
+    /// documented minutes of retries off Azure. Once IMDS has answered, the documented retries
+    /// apply.
     pub(crate) fn probing(mut self) -> Self {
         self.probe = Some(Arc::default());
         self
@@ -96,9 +98,9 @@ impl ImdsSource {
         if let Some(answered) = &self.probe
             && !answered.load(Ordering::Acquire)
             && crate::http::outside_runtime().is_none()
-            && let Some(assertion) = self.probe(&url, answered).await?
         {
-            return Ok(assertion);
+            self.probe(&url).await?;
+            answered.store(true, Ordering::Release);
         }
         let rules = RetryRules {
             backoff: self.backoff,
@@ -113,52 +115,72 @@ impl ImdsSource {
             &self.clock,
             hint,
         )
-        .await?;
+        .await
+        .map_err(|e| self.no_identity_at_all(e))?;
         parse_token_response(KIND, &body, &self.clock)
     }
 
-    /// One quick request: an assertion if IMDS answered with one, `None` if it answered
-    /// otherwise (the retried path then takes over), `NotDetected` if there is no IMDS or it has
-    /// no identity for this machine.
-    async fn probe(
-        &self,
-        url: &Url,
-        answered: &AtomicBool,
-    ) -> Result<Option<Assertion>, AssertionError> {
+    /// Whether Azure's IMDS is there. Asked for a token without `Metadata: true`, it answers at
+    /// once with a JSON error (`bad_request_102`) and mints nothing, so one second bounds the
+    /// whole question (as azure-identity's JavaScript probe does). No answer, or an answer of
+    /// another shape (another cloud's metadata service at the same address: EC2 answers 404 or
+    /// 401 pages), means no Azure managed identity here.
+    async fn probe(&self, url: &Url) -> Result<(), AssertionError> {
         let not_detected =
             |what: &'static str, source: Option<reqwest::Error>| AssertionError::NotDetected {
                 endpoint: redacted_endpoint(&self.endpoint),
                 what,
-                source: source.map(|e| Box::new(e.without_url()) as _),
+                source: source.map(|e| Cause::new(e.without_url())),
             };
-        let resp = match self.request(url).timeout(PROBE_TIMEOUT).send().await {
+        let resp = match self
+            .http
+            .get(url.clone())
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+        {
             Ok(resp) => resp,
             Err(e) if e.is_timeout() => {
                 return Err(not_detected("did not answer within 1 s", Some(e)));
             }
             Err(e) => return Err(not_detected("could not be reached", Some(e))),
         };
-        let status = resp.status().as_u16();
-        let Ok(body) = read_body(resp, MAX_RESPONSE_BODY).await else {
-            answered.store(true, Ordering::Release);
-            return Ok(None);
-        };
-        if status == 400
-            && serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error_description")?.as_str().map(str::to_owned))
-                .is_some_and(|d| d.contains("Identity not found"))
-        {
-            return Err(not_detected(
-                "has no managed identity (or not the requested one) assigned to this machine",
+        let status = resp.status();
+        let body = read_body(resp, PROBE_BODY_LIMIT).await.unwrap_or_default();
+        let azure_error = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .is_some_and(|v| v.get("error").is_some_and(serde_json::Value::is_string));
+        if status.is_success() || azure_error {
+            Ok(())
+        } else {
+            Err(not_detected(
+                "answered, but not as Azure's IMDS does (another cloud's metadata service?)",
                 None,
-            ));
+            ))
         }
-        answered.store(true, Ordering::Release);
-        if (200..300).contains(&status) {
-            return parse_token_response(KIND, &body, &self.clock).map(Some);
+    }
+
+    /// While IMDS is only a guess, a machine without a system-assigned identity ("Identity not
+    /// found") has no managed identity to use either. An identity that was named (a client,
+    /// object or resource id) and is not found stays a configuration error.
+    fn no_identity_at_all(&self, e: AssertionError) -> AssertionError {
+        match &e {
+            AssertionError::Rejected {
+                status: 400,
+                message,
+                ..
+            } if self.probe.is_some()
+                && self.identity == ManagedIdentity::SystemAssigned
+                && message.contains("Identity not found") =>
+            {
+                AssertionError::NotDetected {
+                    endpoint: redacted_endpoint(&self.endpoint),
+                    what: "has no managed identity assigned to this machine",
+                    source: Some(Cause::new(e)),
+                }
+            }
+            _ => e,
         }
-        Ok(None)
     }
 
     fn request(&self, url: &Url) -> reqwest::RequestBuilder {

@@ -196,9 +196,9 @@ pub enum AssertionError {
         endpoint: String,
         /// What IMDS did.
         what: &'static str,
-        /// The transport error, when there was one.
+        /// What IMDS answered or the transport error, when there is one.
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        source: Option<Cause>,
     },
     /// The endpoint answered with an error.
     #[error("{source_kind} returned HTTP {status}{}: {message}{}. Fix: {hint}",

@@ -47,7 +47,7 @@ pub(super) fn parse_token_response(
         serde_json::from_slice(body).map_err(|e| AssertionError::InvalidResponse {
             source_kind,
             detail: "not a JSON token response".into(),
-            source: Some(crate::error::Cause::new(e)),
+            source: Some(crate::error::Cause::json(&e)),
         })?;
     let token = parsed
         .access_token

@@ -217,10 +217,11 @@ impl EntraCredentialsProviderBuilder {
         self
     }
 
-    /// What every wait sleeps on: retry backoffs, deadlines, refresh timers (default: Tokio's
-    /// timers), as in aws-config's `ProviderConfig::with_sleep_impl`. With
+    /// What the waits sleep on: retry backoffs, attempt deadlines, callers' waits, refresh timers
+    /// (default: Tokio's timers), as in aws-config's `ProviderConfig::with_sleep_impl`. With
     /// `tick_advance_time_and_sleep`'s pair a test advances hours of retries and refreshes at
-    /// once.
+    /// once. A sleep that completes at once (`InstantSleep`) does not fit: every deadline would
+    /// pass at once.
     pub fn sleep_impl(mut self, sleep_impl: impl AsyncSleep + 'static) -> Self {
         self.sleep_impl = Some(SharedAsyncSleep::new(sleep_impl));
         self

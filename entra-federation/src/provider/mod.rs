@@ -241,9 +241,11 @@ impl ProvideCredentials for EntraCredentialsProvider {
     }
 }
 
-/// The typed error, shared between the callers of one attempt.
+/// The typed error, shared between the callers of one attempt, as the SDK's error's source: it
+/// reads as the library's error (its `Display` and its `source()`), so that an error report shows
+/// each line once; [`Error::find_in`] gets the typed error back.
 #[derive(Debug)]
-struct SharedError(Arc<Error>);
+pub(crate) struct SharedError(pub(crate) Arc<Error>);
 
 impl fmt::Display for SharedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,7 +255,7 @@ impl fmt::Display for SharedError {
 
 impl std::error::Error for SharedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        std::error::Error::source(&*self.0)
     }
 }
 
