@@ -29,6 +29,9 @@ pub enum ConfigError {
     /// The credentials provider.
     #[error(transparent)]
     Provider(#[from] entra_federation::ConfigError),
+    /// A value clap refused (not a number, not a URL, …), named by its variable.
+    #[error(transparent)]
+    Settings(#[from] server_kit::settings::SettingsError),
 }
 
 /// The agent's settings.
@@ -76,91 +79,140 @@ pub struct AgentConfig {
     pub bedrock_client_per_request: bool,
 }
 
+/// The variables the agent reads (`llm-agent --help` lists them). Each may also be given as the
+/// flag its line names.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "llm-agent",
+    version,
+    about = "The agent: chat API and page, Bedrock with tool use, the weather API through the Agent ID sidecar."
+)]
+pub struct Settings {
+    /// The Agent ID sidecar.
+    #[arg(long, env = "SIDECAR_URL", default_value = "http://localhost:5000")]
+    sidecar_url: Url,
+    /// The weather API (for its health in /api/status).
+    #[arg(long, env = "WEATHER_API_URL", default_value = "http://localhost:8080")]
+    weather_api_url: Url,
+    /// The sidecar's downstream API entry for the weather API.
+    #[arg(long, env = "SIDECAR_WEATHER_API_NAME", default_value = "weather-api")]
+    sidecar_weather_api_name: String,
+    /// The agent identity's client id (AgentIdentity at the sidecar).
+    #[arg(long, env = "AGENT_APP_ID")]
+    agent_app_id: Option<String>,
+    /// The Agent Identity Blueprint's app id (the audience of user tokens for on-behalf-of).
+    #[arg(long, env = "BLUEPRINT_APP_ID")]
+    blueprint_app_id: Option<String>,
+    /// The Entra tenant.
+    #[arg(long, env = "TENANT_ID")]
+    tenant_id: Option<String>,
+    /// The same, by azure-identity's name.
+    #[arg(long, env = "AZURE_TENANT_ID", hide = true)]
+    azure_tenant_id: Option<String>,
+    /// The app users sign in with (allowed to present user tokens).
+    #[arg(long, env = "CLIENT_SPA_APP_ID")]
+    client_spa_app_id: Option<String>,
+    /// The authority host.
+    #[arg(long, env = "AZURE_AUTHORITY_HOST", default_value = DEFAULT_AUTHORITY)]
+    authority: Url,
+    /// An extra root CA (PEM) for the authority.
+    #[arg(long, env = "ENTRA_FEDERATION_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// The AWS region of Bedrock.
+    #[arg(long, env = "AWS_REGION")]
+    aws_region: Option<String>,
+    /// The same, by the older name.
+    #[arg(long, env = "AWS_DEFAULT_REGION", hide = true)]
+    aws_default_region: Option<String>,
+    /// The Bedrock model (or inference profile) id.
+    #[arg(
+        long,
+        env = "BEDROCK_MODEL_ID",
+        default_value = "us.anthropic.claude-3-haiku-20240307-v1:0"
+    )]
+    bedrock_model_id: String,
+    /// A Bedrock runtime endpoint instead of the regional one.
+    #[arg(long, env = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")]
+    bedrock_endpoint: Option<String>,
+    /// An endpoint for every AWS service (used for Bedrock when the line above is unset).
+    #[arg(long, env = "AWS_ENDPOINT_URL", hide = true)]
+    aws_endpoint: Option<String>,
+    /// Where users reach the page (the sign-in redirect URI).
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://localhost:3000")]
+    public_url: String,
+    /// The port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// Chats each client may start per minute.
+    #[arg(long, env = "CHAT_RATE_PER_MINUTE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    chat_rate_per_minute: u32,
+    /// Chats in flight at once, all clients together.
+    #[arg(long, env = "CHAT_MAX_CONCURRENT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    chat_max_concurrent: u32,
+    /// Budget chats by the last X-Forwarded-For address (behind an ingress that appends it).
+    #[arg(long, env = "CHAT_TRUST_X_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set, value_parser = true_or_false)]
+    chat_trust_x_forwarded_for: bool,
+    /// Build a Bedrock client per chat, as the tutorial's agent does (for measuring only).
+    #[arg(long, env = "BEDROCK_CLIENT_PER_REQUEST", default_value_t = false, action = clap::ArgAction::Set, value_parser = true_or_false)]
+    bedrock_client_per_request: bool,
+}
+
+/// A switch: `true`/`false`, `1`/`0`, `yes`/`no`.
+fn true_or_false(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err("true or false".into()),
+    }
+}
+
 impl AgentConfig {
-    /// From `get` (the process environment, or a map in tests).
+    /// From the process environment and the command line (`--help` lists the variables).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_settings(server_kit::settings::from_process()?)
+    }
+
+    /// From `get` (a map in tests, or the in-process local stack).
     pub fn from_env_fn(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let url = |name: &'static str, default: &str| {
-            let v = get(name).unwrap_or_else(|| default.to_string());
-            Url::parse(&v).map_err(|e| ConfigError::Invalid {
-                name,
-                value: v,
-                reason: e.to_string(),
-            })
-        };
-        let required = |name: &'static str, hint: &'static str| {
-            get(name).ok_or(ConfigError::Missing { name, hint })
-        };
-        let port = match get("PORT") {
-            None => 3000,
-            Some(p) => p.parse().map_err(|_| ConfigError::Invalid {
-                name: "PORT",
-                value: p,
-                reason: "not a port number".into(),
-            })?,
-        };
-        let positive = |name: &'static str, default: u32| match get(name) {
-            None => Ok(default),
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(ConfigError::Invalid {
-                    name,
-                    value: v,
-                    reason: "a whole number of at least 1".into(),
-                }),
-            },
-        };
-        let chat_rate_per_minute = positive("CHAT_RATE_PER_MINUTE", 20)?;
-        let chat_max_concurrent = positive("CHAT_MAX_CONCURRENT", 8)? as usize;
-        let flag = |name: &'static str| match get(name).as_deref() {
-            None | Some("0" | "false" | "no") => Ok(false),
-            Some("1" | "true" | "yes") => Ok(true),
-            Some(other) => Err(ConfigError::Invalid {
-                name,
-                value: other.to_string(),
-                reason: "true or false".into(),
-            }),
-        };
-        let chat_trust_x_forwarded_for = flag("CHAT_TRUST_X_FORWARDED_FOR")?;
-        let bedrock_client_per_request = flag("BEDROCK_CLIENT_PER_REQUEST")?;
+        Self::from_settings(server_kit::settings::from_lookup(get)?)
+    }
+
+    /// From parsed settings: the required values are checked here, with what they hold.
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
         Ok(Self {
-            sidecar_url: url("SIDECAR_URL", "http://localhost:5000")?,
-            weather_api_url: url("WEATHER_API_URL", "http://localhost:8080")?,
-            sidecar_api: get("SIDECAR_WEATHER_API_NAME").unwrap_or_else(|| "weather-api".into()),
-            agent_app_id: required(
-                "AGENT_APP_ID",
-                "the agent identity's client id (AgentIdentity at the sidecar)",
-            )?,
-            blueprint_app_id: required(
-                "BLUEPRINT_APP_ID",
-                "the Agent Identity Blueprint's app id (the audience of user tokens for OBO)",
-            )?,
-            tenant_id: get("TENANT_ID").or_else(|| get("AZURE_TENANT_ID")).ok_or(
-                ConfigError::Missing {
+            sidecar_url: s.sidecar_url,
+            weather_api_url: s.weather_api_url,
+            sidecar_api: s.sidecar_weather_api_name,
+            agent_app_id: s.agent_app_id.ok_or(ConfigError::Missing {
+                name: "AGENT_APP_ID",
+                hint: "the agent identity's client id (AgentIdentity at the sidecar)",
+            })?,
+            blueprint_app_id: s.blueprint_app_id.ok_or(ConfigError::Missing {
+                name: "BLUEPRINT_APP_ID",
+                hint: "the Agent Identity Blueprint's app id (the audience of user tokens for OBO)",
+            })?,
+            tenant_id: s
+                .tenant_id
+                .or(s.azure_tenant_id)
+                .ok_or(ConfigError::Missing {
                     name: "TENANT_ID",
                     hint: "the Entra tenant",
-                },
-            )?,
-            client_spa_app_id: get("CLIENT_SPA_APP_ID"),
-            authority: url("AZURE_AUTHORITY_HOST", DEFAULT_AUTHORITY)?,
-            root_ca: get("ENTRA_FEDERATION_CA_FILE").map(Into::into),
-            aws_region: get("AWS_REGION")
-                .or_else(|| get("AWS_DEFAULT_REGION"))
+                })?,
+            client_spa_app_id: s.client_spa_app_id,
+            authority: s.authority,
+            root_ca: s.ca_file,
+            aws_region: s
+                .aws_region
+                .or(s.aws_default_region)
                 .unwrap_or_else(|| "us-east-2".into()),
-            bedrock_model: get("BEDROCK_MODEL_ID")
-                .unwrap_or_else(|| "us.anthropic.claude-3-haiku-20240307-v1:0".into()),
-            bedrock_endpoint: get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
-                .or_else(|| get("AWS_ENDPOINT_URL")),
-            public_url: get("PUBLIC_URL").unwrap_or_else(|| "http://localhost:3000".into()),
-            port,
-            chat_rate_per_minute,
-            chat_max_concurrent,
-            chat_trust_x_forwarded_for,
-            bedrock_client_per_request,
+            bedrock_model: s.bedrock_model_id,
+            bedrock_endpoint: s.bedrock_endpoint.or(s.aws_endpoint),
+            public_url: s.public_url,
+            port: s.port,
+            chat_rate_per_minute: s.chat_rate_per_minute,
+            chat_max_concurrent: s.chat_max_concurrent as usize,
+            chat_trust_x_forwarded_for: s.chat_trust_x_forwarded_for,
+            bedrock_client_per_request: s.bedrock_client_per_request,
         })
     }
 }

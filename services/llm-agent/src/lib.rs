@@ -6,16 +6,13 @@
 //! provider in process (no token file); agent tokens come from the Agent ID sidecar; every identity
 //! step is traced with claim summaries only; all state is per request.
 
-// Handlers and their helpers return `Result<_, Response>` (axum's idiom); errors are the cold path.
-#![allow(clippy::result_large_err)]
-
 mod config;
 mod model;
 mod spend;
 mod tool;
 pub mod trace;
 
-pub use config::{AgentConfig, ConfigError};
+pub use config::{AgentConfig, ConfigError, Settings};
 pub use tool::extract_city;
 
 use axum::extract::{Request, State};

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Before anything is announced: a stop right after start is a clean stop.
     let stop = server_kit::shutdown_signal();
-    let config = AgentConfig::from_env_fn(|k| std::env::var(k).ok())?;
+    let config = AgentConfig::from_env()?;
     let provider = EntraCredentialsProvider::from_env()?;
     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
     let app = llm_agent::router(config, provider)?;

@@ -808,3 +808,40 @@ fn bedrock_client_per_request_must_be_true_or_false() {
         "BEDROCK_CLIENT_PER_REQUEST='sometimes' is invalid: true or false"
     );
 }
+
+/// `llm-agent --help` names every variable the agent reads (clap's `env`).
+#[test]
+fn help_names_every_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-agent"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("llm-agent runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "SIDECAR_URL",
+        "WEATHER_API_URL",
+        "SIDECAR_WEATHER_API_NAME",
+        "AGENT_APP_ID",
+        "BLUEPRINT_APP_ID",
+        "TENANT_ID",
+        "CLIENT_SPA_APP_ID",
+        "AZURE_AUTHORITY_HOST",
+        "ENTRA_FEDERATION_CA_FILE",
+        "AWS_REGION",
+        "BEDROCK_MODEL_ID",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        "PUBLIC_URL",
+        "PORT",
+        "CHAT_RATE_PER_MINUTE",
+        "CHAT_MAX_CONCURRENT",
+        "CHAT_TRUST_X_FORWARDED_FOR",
+        "BEDROCK_CLIENT_PER_REQUEST",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {name}=")),
+            "{name} missing from:\n{help}"
+        );
+    }
+}

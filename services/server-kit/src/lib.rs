@@ -24,8 +24,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod api_error;
 mod body;
 mod logging;
+pub mod settings;
+pub use api_error::ApiError;
 pub use body::{BodyError, MAX_RESPONSE_BODY, read_body};
 pub use logging::{filter_from, init_logging};
 
@@ -67,11 +70,7 @@ pub type ErrorAnswer = fn(StatusCode, &str) -> Response;
 
 /// The default error answer: `{"error": <reason phrase>, "message": …}`.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
-    let body = serde_json::json!({
-        "error": status.canonical_reason().unwrap_or("Error"),
-        "message": message,
-    });
-    (status, axum::Json(body)).into_response()
+    ApiError::status_only(status, message).into_response()
 }
 
 /// `router` with the limits, and panics answered 500 by `error` (logged, never a dropped

@@ -14,23 +14,21 @@
 //! `WWW-Authenticate`), 403 not allowed, 404 unknown city, 502 bad upstream answer, 503 upstream
 //! unreachable.
 
-// Handlers and their helpers return `Result<_, Response>` (axum's idiom); errors are the cold path.
-#![allow(clippy::result_large_err)]
-
 mod config;
 mod open_meteo;
 
-pub use config::{ConfigError, WeatherConfig};
+pub use config::{ConfigError, Settings, WeatherConfig};
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use entra_federation::validate::{TokenValidator, ValidatedToken, ValidationError};
 use open_meteo::{OpenMeteo, Units, UpstreamError};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
+use server_kit::ApiError;
 use std::sync::Arc;
 
 struct App {
@@ -71,57 +69,44 @@ pub fn harden(router: Router) -> Router {
 
 /// Errors from the server's limits (413, a timeout's 503, a panic's 500) as `{error, message}`.
 fn limit_error(status: StatusCode, message: &str) -> Response {
-    error(
-        status,
-        status.canonical_reason().unwrap_or("Error"),
-        message,
-    )
+    ApiError::status_only(status, message).into_response()
 }
 
-fn error(status: StatusCode, error: &str, message: &str) -> Response {
-    (status, Json(json!({"error": error, "message": message}))).into_response()
-}
-
-fn token_error(e: &ValidationError) -> Response {
+fn token_error(e: &ValidationError) -> ApiError {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-
     let label = match e.status() {
         403 => "Forbidden",
         503 => "Token validation unavailable",
         _ => "Unauthorized",
     };
-    let mut r = error(status, label, &e.to_string());
+    let answer = ApiError::new(status, label, e.to_string());
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            "www-authenticate",
-            HeaderValue::from_str(&e.www_authenticate())
-                .unwrap_or(HeaderValue::from_static("Bearer")),
-        );
+        return answer.with_challenge(e.www_authenticate());
     }
-    r
+    answer
 }
 
-fn upstream_error(e: UpstreamError, city: &str) -> Response {
+fn upstream_error(e: UpstreamError, city: &str) -> ApiError {
     match e {
-        UpstreamError::UnknownCity => error(
+        UpstreamError::UnknownCity => ApiError::new(
             StatusCode::NOT_FOUND,
             "City not found",
-            &format!("No city named '{city}' is known to the geocoder"),
+            format!("No city named '{city}' is known to the geocoder"),
         ),
-        UpstreamError::Unreachable(m) => error(
+        UpstreamError::Unreachable(m) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Weather service unavailable",
-            &m,
+            m,
         ),
-        UpstreamError::BadAnswer(m) => error(
+        UpstreamError::BadAnswer(m) => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "Bad answer from the weather service",
-            &m,
+            m,
         ),
     }
 }
 
-async fn authorize(app: &App, headers: &HeaderMap) -> Result<ValidatedToken, Response> {
+async fn authorize(app: &App, headers: &HeaderMap) -> Result<ValidatedToken, ApiError> {
     let header = headers.get("authorization").and_then(|v| v.to_str().ok());
     app.validator.validate_header(header).await.map_err(|e| {
         match &e {
@@ -136,7 +121,7 @@ async fn authorize(app: &App, headers: &HeaderMap) -> Result<ValidatedToken, Res
 }
 
 /// A city name: 1–80 characters of letters (any script), spaces, `-`, `'`, `.`.
-fn valid_city(city: &str) -> Result<String, Response> {
+fn valid_city(city: &str) -> Result<String, ApiError> {
     let c = city.trim();
     let ok = (1..=80).contains(&c.chars().count())
         && c.chars()
@@ -144,7 +129,7 @@ fn valid_city(city: &str) -> Result<String, Response> {
     if ok {
         Ok(c.to_string())
     } else {
-        Err(error(
+        Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "Invalid city",
             "city must be 1-80 letters, spaces, '-', ''' or '.'",
@@ -152,14 +137,14 @@ fn valid_city(city: &str) -> Result<String, Response> {
     }
 }
 
-fn units(u: Option<&str>) -> Result<Units, Response> {
+fn units(u: Option<&str>) -> Result<Units, ApiError> {
     match u.unwrap_or("imperial") {
         "imperial" => Ok(Units::Imperial),
         "metric" => Ok(Units::Metric),
-        other => Err(error(
+        other => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "Invalid units",
-            &format!("units must be imperial or metric, not '{other}'"),
+            format!("units must be imperial or metric, not '{other}'"),
         )),
     }
 }
@@ -170,7 +155,7 @@ async fn prologue(
     headers: &HeaderMap,
     city: Option<&str>,
     units_param: Option<&str>,
-) -> Result<(ValidatedToken, String, Units), Response> {
+) -> Result<(ValidatedToken, String, Units), ApiError> {
     let caller = authorize(app, headers).await?;
     let city = valid_city(city.unwrap_or("Seattle"))?;
     Ok((caller, city, units(units_param)?))
@@ -186,12 +171,9 @@ async fn current(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(q): Query<CurrentQuery>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let (caller, city, units) =
-        match prologue(&app, &headers, q.city.as_deref(), q.units.as_deref()).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+        prologue(&app, &headers, q.city.as_deref(), q.units.as_deref()).await?;
     match app.weather.current(&city, units).await {
         Ok(w) => {
             tracing::info!(city = %w.city, agent = caller.claims.app_id().unwrap_or("-"), kind = ?caller.kind, "weather served");
@@ -207,9 +189,9 @@ async fn current(
                 "user"
             });
             body["data_source"] = json!("Open-Meteo API");
-            Json(body).into_response()
+            Ok(Json(body))
         }
-        Err(e) => upstream_error(e, &city),
+        Err(e) => Err(upstream_error(e, &city)),
     }
 }
 
@@ -224,21 +206,18 @@ async fn forecast(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(q): Query<ForecastQuery>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let (caller, city, units) =
-        match prologue(&app, &headers, q.city.as_deref(), q.units.as_deref()).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+        prologue(&app, &headers, q.city.as_deref(), q.units.as_deref()).await?;
     let days = match q.days.as_deref().map(str::parse::<u8>) {
         None => 5,
         Some(Ok(d)) if (1..=16).contains(&d) => d,
         _ => {
-            return error(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "Invalid days",
                 "days must be a whole number from 1 to 16",
-            );
+            ));
         }
     };
     match app.weather.forecast(&city, days, units).await {
@@ -247,8 +226,8 @@ async fn forecast(
             body["validated_by"] = json!("Agent Identity Token");
             body["agent_app_id"] = json!(caller.claims.app_id());
             body["data_source"] = json!("Open-Meteo API");
-            Json(body).into_response()
+            Ok(Json(body))
         }
-        Err(e) => upstream_error(e, &city),
+        Err(e) => Err(upstream_error(e, &city)),
     }
 }

@@ -397,7 +397,7 @@ fn refuses_to_start_without_what_validation_needs() {
     })
     .unwrap_err();
     assert!(
-        matches!(&err, ConfigError::Invalid { name: "PORT", reason } if reason == "'http' is not a port number"),
+        err.to_string() == "PORT='http' is invalid: invalid digit found in string",
         "{err:?}"
     );
 }
@@ -469,4 +469,36 @@ async fn a_refused_issuer_is_not_told_the_expected_one() {
         !shown.contains(&expected),
         "names no expected issuer: {shown}"
     );
+}
+
+/// `weather-api --help` names every variable the service reads (clap's `env`).
+#[test]
+fn help_names_every_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weather-api"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("weather-api runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "TENANT_ID",
+        "WEATHER_API_AUDIENCE",
+        "WEATHER_API_APP_ID",
+        "ALLOWED_AGENT_APP_IDS",
+        "REQUIRED_APP_ROLE",
+        "REQUIRED_SCOPE",
+        "EXPECTED_BLUEPRINT_APP_ID",
+        "AZURE_AUTHORITY_HOST",
+        "WEATHER_API_VERIFIED_TOKEN_CACHE",
+        "ENTRA_FEDERATION_CA_FILE",
+        "OPEN_METEO_GEOCODING_URL",
+        "OPEN_METEO_FORECAST_URL",
+        "PORT",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {name}=")),
+            "{name} missing from:\n{help}"
+        );
+    }
 }
