@@ -241,21 +241,21 @@ impl ProvideCredentials for EntraCredentialsProvider {
     }
 }
 
-/// The typed error, shared between the callers of one attempt, as the SDK's error's source: it
-/// reads as the library's error (its `Display` and its `source()`), so that an error report shows
-/// each line once; [`Error::find_in`] gets the typed error back.
+/// The typed error, shared between the callers of one attempt, as the SDK's error's source. Its
+/// own line is short and its `source()` is the library's [`Error`], so an error report shows each
+/// line once and `downcast_ref::<Error>()` down the chain (or [`Error::find_in`]) finds it.
 #[derive(Debug)]
 pub(crate) struct SharedError(pub(crate) Arc<Error>);
 
 impl fmt::Display for SharedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        f.write_str("the Entra credential chain failed")
     }
 }
 
 impl std::error::Error for SharedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&*self.0)
+        Some(&*self.0)
     }
 }
 

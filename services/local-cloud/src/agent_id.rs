@@ -7,15 +7,13 @@
 //!   `requested_token_use=on_behalf_of`);
 //! - the local developer's sign-in (the password grant) for the Blueprint's `access_as_user` scope.
 
-use crate::entra::{EntraResult, app_token_claims, issue, verify_federated_assertion};
+use crate::entra::{AadError, EntraResult, app_token_claims, issue, verify_federated_assertion};
 use crate::keys::VerifyError;
 use crate::registry::{App, Registry, TOKEN_EXCHANGE_APP_ID};
 use crate::state::CloudState;
 use crate::state::unix_seconds;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-
-type Failure = (u16, &'static str, u32, String);
 
 /// Agent ID facets (protocols.md §5.7): 11 = AgentIdentity.
 const AGENT_FACET: &str = "11";
@@ -30,7 +28,7 @@ pub fn blueprint_exchange_token(
 ) -> EntraResult {
     verify_federated_assertion(s, reg, blueprint, assertion)?;
     let agent = reg.app(fmi_path).filter(|a| a.agent_blueprint.as_deref().is_some_and(|b| b.eq_ignore_ascii_case(&blueprint.app_id))).ok_or_else(|| {
-        (400, "unauthorized_client", 700016, format!("Agent identity '{fmi_path}' was not found under the agent identity blueprint '{}' in the directory '{}'.", blueprint.app_id, reg.tenant_domain))
+        AadError::new(400, "unauthorized_client", 700016, format!("Agent identity '{fmi_path}' was not found under the agent identity blueprint '{}' in the directory '{}'.", blueprint.app_id, reg.tenant_domain))
     })?;
     let claims = json!({
         "aud": TOKEN_EXCHANGE_APP_ID,
@@ -48,21 +46,21 @@ pub fn blueprint_exchange_token(
 }
 
 /// Checks a T1 presented by an agent identity: ours, unexpired, for this agent, from its Blueprint.
-fn verify_t1(s: &CloudState, reg: &Registry, agent: &App, t1: &str) -> Result<(), Failure> {
-    let bad = |m: &str| (401, "invalid_client", 700213, m.to_string());
+fn verify_t1(s: &CloudState, reg: &Registry, agent: &App, t1: &str) -> Result<(), AadError> {
+    let bad = |m: &str| AadError::new(401, "invalid_client", 700213, m.to_string());
     let claims = s
         .tenant_keys
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .verify(t1)
         .map_err(|e| match e {
-            VerifyError::Malformed => (
+            VerifyError::Malformed => AadError::new(
                 400,
                 "invalid_client",
                 50027,
                 "JWT token is invalid or malformed.".to_string(),
             ),
-            _ => (
+            _ => AadError::new(
                 401,
                 "invalid_client",
                 700027,
@@ -70,7 +68,7 @@ fn verify_t1(s: &CloudState, reg: &Registry, agent: &App, t1: &str) -> Result<()
             ),
         })?;
     if claims["exp"].as_u64().unwrap_or(0) + 300 < unix_seconds(s.clock.now()) {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_client",
             700024,
@@ -152,7 +150,7 @@ pub fn agent_obo_token(
         .map(|g| g.scope.as_str())
         .collect();
     if granted.is_empty() {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_grant",
             65001,
@@ -191,9 +189,9 @@ fn verify_user_token(
     reg: &Registry,
     agent: &App,
     token: &str,
-) -> Result<Value, Failure> {
+) -> Result<Value, AadError> {
     let invalid = |m: &str| {
-        (
+        AadError::new(
             400,
             "invalid_grant",
             50013,
@@ -211,7 +209,7 @@ fn verify_user_token(
             _ => invalid("signature"),
         })?;
     if claims["exp"].as_u64().unwrap_or(0) < unix_seconds(s.clock.now()) {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_grant",
             500133,
@@ -240,9 +238,9 @@ fn verify_user_token(
     Ok(claims)
 }
 
-fn resource_app<'a>(reg: &'a Registry, resource_uri: &str) -> Result<&'a App, Failure> {
+fn resource_app<'a>(reg: &'a Registry, resource_uri: &str) -> Result<&'a App, AadError> {
     reg.resource_app(resource_uri).filter(|a| a.service_principal_object_id.is_some()).ok_or_else(|| {
-        (400, "invalid_resource", 500011, format!("The resource principal named {resource_uri} was not found in the tenant named {}.", reg.tenant_domain))
+        AadError::new(400, "invalid_resource", 500011, format!("The resource principal named {resource_uri} was not found in the tenant named {}.", reg.tenant_domain))
     })
 }
 
@@ -260,10 +258,10 @@ pub fn password_grant(
         get("password"),
         get("scope"),
     ) else {
-        return Err((400, "invalid_request", 900144, "The request body must contain the following parameters: 'client_id', 'username', 'password', 'scope'.".into()));
+        return Err(AadError::new(400, "invalid_request", 900144, "The request body must contain the following parameters: 'client_id', 'username', 'password', 'scope'.".into()));
     };
     let client = reg.app(client_id).ok_or_else(|| {
-        (
+        AadError::new(
             400,
             "unauthorized_client",
             700016,
@@ -278,7 +276,7 @@ pub fn password_grant(
         .iter()
         .find(|u| u.upn.eq_ignore_ascii_case(username) && u.password == password)
         .ok_or_else(|| {
-            (
+            AadError::new(
                 400,
                 "invalid_grant",
                 50126,
@@ -290,7 +288,7 @@ pub fn password_grant(
         .filter(|s| !matches!(*s, "openid" | "profile" | "offline_access" | "email"))
         .collect();
     let [one] = requested[..] else {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_scope",
             70011,
@@ -300,7 +298,7 @@ pub fn password_grant(
         ));
     };
     let (resource_uri, name) = one.rsplit_once('/').ok_or_else(|| {
-        (
+        AadError::new(
             400,
             "invalid_scope",
             70011,
@@ -309,7 +307,7 @@ pub fn password_grant(
     })?;
     let resource = resource_app(reg, resource_uri)?;
     if !resource.exposed_scopes.iter().any(|s| s == name) {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_scope",
             70011,
@@ -321,7 +319,7 @@ pub fn password_grant(
         .iter()
         .any(|g| g.client_app_id.eq_ignore_ascii_case(&client.app_id) && g.scope == name)
     {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_grant",
             65001,

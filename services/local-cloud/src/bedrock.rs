@@ -16,21 +16,43 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-fn error(status: u16, kind: &str, message: &str) -> Response {
-    let mut r = (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-        axum::Json(json!({"message": message})),
-    )
-        .into_response();
-    r.headers_mut().insert(
-        "x-amzn-errortype",
-        HeaderValue::from_str(kind).unwrap_or(HeaderValue::from_static("UnknownError")),
-    );
-    r.headers_mut().insert(
-        "x-amzn-requestid",
-        HeaderValue::from_str(&crate::state::guid()).expect("guid"),
-    );
-    r
+/// An AWS JSON-protocol error, as Bedrock answers it: the status, the `x-amzn-errortype`
+/// (`AccessDeniedException`, `ValidationException`, …) and `{"message"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BedrockError {
+    /// HTTP status.
+    pub status: u16,
+    /// The error type.
+    pub kind: String,
+    /// The message.
+    pub message: String,
+}
+
+impl IntoResponse for BedrockError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST),
+            axum::Json(json!({"message": self.message})),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            "x-amzn-errortype",
+            HeaderValue::from_str(&self.kind).unwrap_or(HeaderValue::from_static("UnknownError")),
+        );
+        r.headers_mut().insert(
+            "x-amzn-requestid",
+            HeaderValue::from_str(&crate::state::guid()).expect("guid"),
+        );
+        r
+    }
+}
+
+fn error(status: u16, kind: &str, message: &str) -> BedrockError {
+    BedrockError {
+        status,
+        kind: kind.into(),
+        message: message.into(),
+    }
 }
 
 const PROFILE_PREFIXES: &[&str] = &["us.", "eu.", "apac.", "global."];
@@ -65,7 +87,7 @@ fn authorize(
     headers: &HeaderMap,
     body: &[u8],
     model: &str,
-) -> Result<(), Response> {
+) -> Result<(), BedrockError> {
     let caller = sigv4::verify(s, method, uri, headers, body, "bedrock").map_err(|e| match e {
         AuthError::Missing => error(
             403,
@@ -208,33 +230,31 @@ pub async fn converse(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, BedrockError> {
     s.count("bedrock:Converse");
     s.latency("bedrock:Converse").await;
     if let Some(f) = s.take_fault("bedrock:Converse") {
-        return error(
+        return Err(error(
             f.status,
             f.code.as_deref().unwrap_or("ServiceUnavailableException"),
             "Injected failure.",
-        );
+        ));
     }
-    if let Err(r) = authorize(&s, &method, &uri, &headers, &body, &model) {
-        return r;
-    }
+    authorize(&s, &method, &uri, &headers, &body, &model)?;
     let started = tokio::time::Instant::now();
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(
+        return Err(error(
             400,
             "ValidationException",
             "Malformed input request, please reformat your input and try again.",
-        );
+        ));
     };
     let Some(messages) = req["messages"].as_array().filter(|m| !m.is_empty()) else {
-        return error(
+        return Err(error(
             400,
             "ValidationException",
             "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
-        );
+        ));
     };
     let last = messages.last().expect("non-empty");
     let blocks = last["content"].as_array().cloned().unwrap_or_default();
@@ -260,13 +280,13 @@ pub async fn converse(
         Turn::Answer(text) => (json!([{"text": text}]), "end_turn", text),
     };
     let output_tokens = tokens(&out_text) + 5;
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": stop,
         "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens},
         "metrics": {"latencyMs": started.elapsed().as_millis() as u64},
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `POST /model/{modelId}/invoke` with an Anthropic Messages body.
@@ -277,25 +297,23 @@ pub async fn invoke(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, BedrockError> {
     s.count("bedrock:InvokeModel");
     s.latency("bedrock:InvokeModel").await;
-    if let Err(r) = authorize(&s, &method, &uri, &headers, &body, &model) {
-        return r;
-    }
+    authorize(&s, &method, &uri, &headers, &body, &model)?;
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(
+        return Err(error(
             400,
             "ValidationException",
             "Malformed input request, please reformat your input and try again.",
-        );
+        ));
     };
     if req["anthropic_version"].as_str().is_none() || req["max_tokens"].as_u64().is_none() {
-        return error(
+        return Err(error(
             400,
             "ValidationException",
             "Malformed input request: #: required key [anthropic_version] or [max_tokens] not found, please reformat your input and try again.",
-        );
+        ));
     }
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let last = messages.last().cloned().unwrap_or_default();
@@ -338,7 +356,7 @@ pub async fn invoke(
         ),
         Turn::Answer(text) => (json!([{"type": "text", "text": text}]), "end_turn", text),
     };
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "id": format!("msg_bdrk_{}", crate::state::random_id(24)),
         "type": "message",
         "role": "assistant",
@@ -348,7 +366,7 @@ pub async fn invoke(
         "stop_sequence": null,
         "usage": {"input_tokens": input_tokens, "output_tokens": tokens(&out_text) + 5},
     }))
-    .into_response()
+    .into_response())
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Microsoft Entra: per-tenant v1 and v2 OpenID metadata and keys, and the v2 token endpoint for
 //! client credentials with a federated client assertion.
 
-use crate::identity::add_retry_after;
 use crate::keys::VerifyError;
 use crate::registry::{
     App, FederatedCredential, Registry, TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_URI,
@@ -11,9 +10,8 @@ use crate::state::{CloudState, guid, iso8601};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form, Json};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// RFC 7523's `client_assertion_type` for a JWT client assertion (a federated credential).
@@ -61,15 +59,13 @@ pub fn aad_error(
         .into_response()
 }
 
-fn unknown_tenant(state: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str) -> Response {
-    aad_error(
-        state,
-        tls,
-        headers,
+/// AADSTS90002, for a tenant the registry does not know.
+pub(crate) fn unknown_tenant(tenant: &str) -> AadError {
+    AadError::new(
         400,
         "invalid_request",
         90002,
-        &format!(
+        format!(
             "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
         ),
     )
@@ -101,35 +97,30 @@ pub async fn metadata_v2(
 /// metadata and keys documents.
 fn document_guard<'a>(
     s: &'a CloudState,
-    tls: bool,
-    headers: &HeaderMap,
     tenant: &str,
     counter: &str,
-) -> Result<std::sync::RwLockReadGuard<'a, Registry>, Box<Response>> {
+) -> Result<std::sync::RwLockReadGuard<'a, Registry>, AadError> {
     s.count(counter);
     if let Some(f) = s.take_fault(counter) {
-        return Err(Box::new(aad_error(
-            s,
-            tls,
-            headers,
+        return Err(AadError::new(
             f.status,
             "temporarily_unavailable",
             90033,
-            "Injected failure.",
-        )));
+            "Injected failure.".into(),
+        ));
     }
     let reg = s.registry();
     if !reg.is_tenant(tenant) {
         drop(reg);
-        return Err(Box::new(unknown_tenant(s, tls, headers, tenant)));
+        return Err(unknown_tenant(tenant));
     }
     Ok(reg)
 }
 
 fn metadata(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
-    let reg = match document_guard(s, tls, headers, tenant, "entra_metadata") {
+    let reg = match document_guard(s, tenant, "entra_metadata") {
         Ok(reg) => reg,
-        Err(resp) => return *resp,
+        Err(e) => return e.render(s, tls, headers),
     };
     let base = s.base(tls);
     let tid = &reg.tenant_id;
@@ -198,9 +189,9 @@ pub async fn jwks_v2(
 }
 
 fn jwks(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
-    let reg = match document_guard(s, tls, headers, tenant, "entra_jwks") {
+    let reg = match document_guard(s, tenant, "entra_jwks") {
         Ok(reg) => reg,
-        Err(resp) => return *resp,
+        Err(e) => return e.render(s, tls, headers),
     };
     let issuer = v2.then(|| reg.v2_issuer());
     drop(reg);
@@ -229,151 +220,47 @@ pub async fn instance_discovery(
     .into_response()
 }
 
-/// The outcome of an Entra flow: a token body, or an AADSTS error (status, error, code, message).
-pub type EntraResult = Result<Value, (u16, &'static str, u32, String)>;
+/// An Entra refusal, as the token endpoint answers it ([`aad_error`]): the HTTP status, the
+/// OAuth `error`, the `AADSTS` code and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AadError {
+    /// HTTP status (400, 401, …).
+    pub status: u16,
+    /// The OAuth `error` (`invalid_request`, `invalid_client`, …).
+    pub error: &'static str,
+    /// The `AADSTS` number.
+    pub code: u32,
+    /// The message after `AADSTS<code>: `.
+    pub message: String,
+}
 
-/// `POST /{tenant}/oauth2/v2.0/token`.
-pub async fn token(
-    State(s): State<Arc<CloudState>>,
-    Extension(Tls(tls)): Extension<Tls>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    s.count("entra_token");
-    s.latency("entra_token").await;
-    if let Some(f) = s.take_fault("entra_token") {
-        let (error, code) = match f.status {
-            429 => ("temporarily_unavailable", 50196),
-            s if s >= 500 => ("temporarily_unavailable", 90033),
-            _ => ("invalid_request", 90024),
-        };
-        let error = f.code.as_deref().unwrap_or(error).to_string();
-        let mut r = aad_error(
-            &s,
+impl AadError {
+    /// The token endpoint's answer ([`aad_error`]).
+    pub fn render(&self, state: &CloudState, tls: bool, headers: &HeaderMap) -> Response {
+        aad_error(
+            state,
             tls,
-            &headers,
-            f.status,
-            &error,
+            headers,
+            self.status,
+            self.error,
+            self.code,
+            &self.message,
+        )
+    }
+
+    /// A refusal.
+    pub fn new(status: u16, error: &'static str, code: u32, message: String) -> Self {
+        Self {
+            status,
+            error,
             code,
-            "Injected failure. Please try again.",
-        );
-        add_retry_after(&mut r, f.retry_after);
-        return r;
-    }
-    if !s.registry().is_tenant(&tenant) {
-        return unknown_tenant(&s, tls, &headers, &tenant);
-    }
-    match token_flow(&s, &form) {
-        Ok(body) => Json(body).into_response(),
-        Err((status, error, code, message)) => {
-            aad_error(&s, tls, &headers, status, error, code, &message)
+            message,
         }
     }
 }
 
-fn required<'a>(
-    form: &'a HashMap<String, String>,
-    name: &str,
-) -> Result<&'a str, (u16, &'static str, u32, String)> {
-    form.get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            (
-                400,
-                "invalid_request",
-                900144,
-                format!("The request body must contain the following parameter: '{name}'."),
-            )
-        })
-}
-
-/// Dispatches on `grant_type`.
-pub fn token_flow(s: &CloudState, form: &HashMap<String, String>) -> EntraResult {
-    let grant = required(form, "grant_type")?;
-    match grant {
-        "client_credentials" => client_credentials(s, form),
-        "password" => crate::agent_id::password_grant(s, &s.registry(), form),
-        "urn:ietf:params:oauth:grant-type:jwt-bearer" => on_behalf_of(s, form),
-        other => Err((
-            400,
-            "unsupported_grant_type",
-            70003,
-            format!("The app requested an unsupported grant type '{other}'."),
-        )),
-    }
-}
-
-/// On-behalf-of (`jwt-bearer`, `requested_token_use=on_behalf_of`) by an agent identity with its T1.
-fn on_behalf_of(s: &CloudState, form: &HashMap<String, String>) -> EntraResult {
-    if form.get("requested_token_use").map(String::as_str) != Some("on_behalf_of") {
-        return Err((
-            400,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'requested_token_use'.".into(),
-        ));
-    }
-    let client_id = required(form, "client_id")?;
-    let scope = required(form, "scope")?;
-    let assertion = required(form, "assertion")?;
-    let t1 = form.get("client_assertion").filter(|v| !v.is_empty()).ok_or_else(|| {
-        (401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string())
-    })?;
-    let reg = s.registry();
-    let agent = reg.app(client_id).filter(|a| a.agent_blueprint.is_some()).ok_or_else(|| {
-        (400, "unauthorized_client", 700016, format!("Application with identifier '{client_id}' was not found in the directory '{}'.", reg.tenant_domain))
-    })?;
-    let resource = resource_of_scope(scope)?;
-    crate::agent_id::agent_obo_token(s, &reg, agent, t1, assertion, &resource)
-}
-
-/// Client credentials with a federated client assertion.
-fn client_credentials(s: &CloudState, form: &HashMap<String, String>) -> EntraResult {
-    let client_id = required(form, "client_id")?;
-    let scope = required(form, "scope")?;
-    let reg = s.registry();
-    let client = reg.app(client_id).filter(|a| a.service_principal_object_id.is_some()).ok_or_else(|| {
-        (400, "unauthorized_client", 700016, format!(
-            "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
-            reg.tenant_domain))
-    })?;
-    if form.contains_key("client_secret") {
-        return Err((401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.".into()));
-    }
-    let assertion = form.get("client_assertion").filter(|v| !v.is_empty()).ok_or_else(|| {
-        (401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string())
-    })?;
-    if form.get("client_assertion_type").map(String::as_str)
-        != Some(crate::entra::JWT_BEARER_ASSERTION)
-    {
-        return Err((400, "invalid_request", 70002, "The client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.".into()));
-    }
-    let resource = resource_of_scope(scope)?;
-    if client.agent_blueprint.is_some() {
-        return crate::agent_id::agent_app_token(s, &reg, client, assertion, &resource);
-    }
-    if resource.eq_ignore_ascii_case(TOKEN_EXCHANGE_URI) {
-        let fmi_path = required(form, "fmi_path")?;
-        return crate::agent_id::blueprint_exchange_token(s, &reg, client, assertion, fmi_path);
-    }
-    verify_federated_assertion(s, &reg, client, assertion)?;
-    let resource_app = reg.resource_app(&resource).filter(|a| a.service_principal_object_id.is_some()).ok_or_else(|| {
-        (400, "invalid_resource", 500011, format!(
-            "The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
-            reg.tenant_domain))
-    })?;
-    let roles: Vec<&str> = resource_app
-        .app_role_assignments
-        .iter()
-        .filter(|r| r.client_app_id.eq_ignore_ascii_case(&client.app_id))
-        .map(|r| r.role.as_str())
-        .collect();
-    let claims = app_token_claims(s, &reg, client, resource_app, &resource, &roles, &[]);
-    let v1 = resource_app.requested_access_token_version.unwrap_or(1) == 1;
-    Ok(issue(s, &reg, claims, v1))
-}
+/// The outcome of an Entra flow: a token body, or an AADSTS refusal.
+pub type EntraResult = Result<Value, AadError>;
 
 /// Signs access-token claims and wraps them in the v2 endpoint's response.
 pub fn issue(s: &CloudState, reg: &Registry, claims: Value, v1: bool) -> Value {
@@ -454,10 +341,10 @@ pub fn app_token_claims(
 }
 
 /// The resource of a client-credentials scope (`<resource>/.default`, exactly one).
-pub fn resource_of_scope(scope: &str) -> Result<String, (u16, &'static str, u32, String)> {
+pub fn resource_of_scope(scope: &str) -> Result<String, AadError> {
     let scopes: Vec<&str> = scope.split_whitespace().collect();
     if scopes.len() > 1 {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_scope",
             700022,
@@ -467,7 +354,7 @@ pub fn resource_of_scope(scope: &str) -> Result<String, (u16, &'static str, u32,
         ));
     }
     let Some(resource) = scope.strip_suffix("/.default") else {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_scope",
             1002012,
@@ -486,9 +373,9 @@ pub fn verify_federated_assertion(
     reg: &Registry,
     client: &App,
     assertion: &str,
-) -> Result<Value, (u16, &'static str, u32, String)> {
+) -> Result<Value, AadError> {
     let malformed = || {
-        (
+        AadError::new(
             400,
             "invalid_client",
             50027,
@@ -514,7 +401,7 @@ pub fn verify_federated_assertion(
         .filter(|f| f.issuer == iss)
         .collect();
     if by_issuer.is_empty() {
-        return Err((
+        return Err(AadError::new(
             401,
             "invalid_client",
             700211,
@@ -526,7 +413,7 @@ pub fn verify_federated_assertion(
     let by_subject: Vec<&&FederatedCredential> =
         by_issuer.iter().filter(|f| f.subject == sub).collect();
     if by_subject.is_empty() {
-        return Err((
+        return Err(AadError::new(
             401,
             "invalid_client",
             700213,
@@ -540,7 +427,7 @@ pub fn verify_federated_assertion(
             .iter()
             .any(|fa| auds.iter().any(|a| audience_matches(fa, a)))
     }) {
-        return Err((
+        return Err(AadError::new(
             401,
             "invalid_client",
             700212,
@@ -559,7 +446,7 @@ pub fn verify_federated_assertion(
     } else if reg.aks_issuers.contains(&iss) {
         s.aks_keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     } else {
-        return Err((
+        return Err(AadError::new(
             401,
             "invalid_client",
             700027,
@@ -569,20 +456,20 @@ pub fn verify_federated_assertion(
         ));
     };
     keys.verify(assertion).map_err(|e| match e {
-        VerifyError::Algorithm => (
+        VerifyError::Algorithm => AadError::new(
             401,
             "invalid_client",
             700027,
             "Client assertion failed signature validation. Unsupported algorithm.".to_string(),
         ),
-        VerifyError::UnknownKey => (
+        VerifyError::UnknownKey => AadError::new(
             401,
             "invalid_client",
             700027,
             "Client assertion failed signature validation. The signing key was not found."
                 .to_string(),
         ),
-        _ => (
+        _ => AadError::new(
             401,
             "invalid_client",
             700027,
@@ -593,7 +480,7 @@ pub fn verify_federated_assertion(
     let exp = claims["exp"].as_u64().unwrap_or(0);
     let nbf = claims["nbf"].as_u64().unwrap_or(0);
     if exp + SKEW_SECS < now || nbf > now + SKEW_SECS {
-        return Err((
+        return Err(AadError::new(
             400,
             "invalid_client",
             700024,

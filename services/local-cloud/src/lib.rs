@@ -24,8 +24,6 @@
 //! ```
 
 #![warn(missing_docs)]
-// Handlers and their helpers return `Result<_, Response>` (axum's idiom); errors are the cold path.
-#![allow(clippy::result_large_err)]
 
 pub mod agent_id;
 pub mod bedrock;
@@ -41,6 +39,7 @@ pub mod sigv4;
 pub mod state;
 pub mod sts;
 pub mod tls;
+pub mod token_endpoint;
 
 pub use registry::{Registry, ids};
 pub use state::{CloudState, Fault, Hold};
@@ -232,7 +231,7 @@ pub fn router(state: Arc<CloudState>, tls: bool) -> Router {
         )
         .route("/{tenant}/discovery/keys", get(entra::jwks_v1))
         .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks_v2))
-        .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint::token))
         .route("/", get(sts::handle).post(sts::handle))
         .route("/model/{model}/converse", post(bedrock::converse))
         .route("/model/{model}/invoke", post(bedrock::invoke))

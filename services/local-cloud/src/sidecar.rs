@@ -207,23 +207,61 @@ pub fn router(
     ))
 }
 
-/// RFC 7807 problem, as `TypedResults.Problem` writes it.
-fn problem(status: u16, detail: &str) -> Response {
-    let title = match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        _ => "An error occurred while processing your request.",
-    };
-    let mut r = (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        Json(json!({"type": format!("https://tools.ietf.org/html/rfc9110#section-15.{}", if status >= 500 { "6.1" } else { "5.1" }), "title": title, "status": status, "detail": detail})),
-    )
-        .into_response();
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("application/problem+json"),
-    );
-    r
+/// Why the sidecar refuses a request, answered as sidecar 1.1.x answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// An RFC 7807 problem, as ASP.NET's `TypedResults.Problem` writes it.
+    Problem {
+        /// HTTP status.
+        status: u16,
+        /// `detail` (Entra's AADSTS message on token failures).
+        detail: String,
+    },
+    /// JwtBearer's refusal of the caller's token: 401, the challenge, an empty body.
+    Challenge(String),
+    /// A caller that is not on loopback: 403 with an empty body.
+    NotLoopback,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Problem { status, detail } => {
+                let title = match status {
+                    400 => "Bad Request",
+                    401 => "Unauthorized",
+                    _ => "An error occurred while processing your request.",
+                };
+                let mut r = (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    Json(json!({"type": format!("https://tools.ietf.org/html/rfc9110#section-15.{}", if status >= 500 { "6.1" } else { "5.1" }), "title": title, "status": status, "detail": detail})),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    "content-type",
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                r
+            }
+            Self::Challenge(challenge) => {
+                let mut r = StatusCode::UNAUTHORIZED.into_response();
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+                );
+                r
+            }
+            Self::NotLoopback => StatusCode::FORBIDDEN.into_response(),
+        }
+    }
+}
+
+/// A problem answer.
+fn problem(status: u16, detail: &str) -> Refusal {
+    Refusal::Problem {
+        status,
+        detail: detail.into(),
+    }
 }
 
 fn no_cache(mut r: Response) -> Response {
@@ -237,8 +275,12 @@ fn no_cache(mut r: Response) -> Response {
     r
 }
 
-fn loopback_only(peer: &SocketAddr) -> Option<Response> {
-    (!peer.ip().is_loopback()).then(|| StatusCode::FORBIDDEN.into_response())
+fn loopback_only(peer: &SocketAddr) -> Result<(), Refusal> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(Refusal::NotLoopback)
+    }
 }
 
 #[derive(Deserialize)]
@@ -252,7 +294,7 @@ impl Sidecar {
         self.cloud.count(name);
     }
 
-    fn api(&self, name: &str) -> Result<&DownstreamApi, Response> {
+    fn api(&self, name: &str) -> Result<&DownstreamApi, Refusal> {
         self.config
             .downstream_apis
             .get(name)
@@ -260,7 +302,7 @@ impl Sidecar {
     }
 
     /// A token from Entra's token endpoint, and its lifetime in seconds when Entra gives one.
-    async fn token(&self, form: &[(&str, &str)]) -> Result<(String, Option<u64>), Response> {
+    async fn token(&self, form: &[(&str, &str)]) -> Result<(String, Option<u64>), Refusal> {
         let url = format!(
             "{}/{}/oauth2/v2.0/token",
             self.config.instance.trim_end_matches('/'),
@@ -294,8 +336,8 @@ impl Sidecar {
     async fn cached(
         &self,
         key: CacheKey,
-        acquire: impl std::future::Future<Output = Result<(String, Option<u64>), Response>>,
-    ) -> Result<String, Response> {
+        acquire: impl std::future::Future<Output = Result<(String, Option<u64>), Refusal>>,
+    ) -> Result<String, Refusal> {
         if let Some(token) = self
             .tokens
             .get(&key, crate::state::unix_seconds(self.cloud.clock.now()))
@@ -312,7 +354,7 @@ impl Sidecar {
         Ok(token)
     }
 
-    async fn assertion(&self) -> Result<String, Response> {
+    async fn assertion(&self) -> Result<String, Refusal> {
         let a = self.assertion.fetch().await.map_err(|e| {
             problem(
                 401,
@@ -323,7 +365,7 @@ impl Sidecar {
     }
 
     /// The Blueprint's own app token for `scope`.
-    async fn blueprint_token(&self, scope: &str) -> Result<String, Response> {
+    async fn blueprint_token(&self, scope: &str) -> Result<String, Refusal> {
         let key = CacheKey {
             grant: "client_credentials",
             client: self.config.blueprint_app_id.clone(),
@@ -334,7 +376,7 @@ impl Sidecar {
     }
 
     /// T1 for `agent`.
-    async fn t1(&self, agent: &str) -> Result<String, Response> {
+    async fn t1(&self, agent: &str) -> Result<String, Refusal> {
         let key = CacheKey {
             grant: "fmi_path",
             client: self.config.blueprint_app_id.clone(),
@@ -352,7 +394,7 @@ impl Sidecar {
         key: CacheKey,
         scope: &str,
         fmi_path: Option<&str>,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Refusal> {
         self.cached(key, async {
             let mi = self.assertion().await?;
             let mut form = vec![
@@ -370,7 +412,7 @@ impl Sidecar {
         .await
     }
 
-    async fn agent_app_token(&self, agent: &str, scope: &str) -> Result<String, Response> {
+    async fn agent_app_token(&self, agent: &str, scope: &str) -> Result<String, Refusal> {
         let key = CacheKey {
             grant: "client_credentials",
             client: agent.to_string(),
@@ -396,7 +438,7 @@ impl Sidecar {
         agent: &str,
         scope: &str,
         user: &str,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Refusal> {
         // Per user: a digest of their token, never the token, is the key.
         let mut user_digest = [0u8; 32];
         user_digest.copy_from_slice(
@@ -425,7 +467,7 @@ impl Sidecar {
     }
 
     /// JwtBearer for the Blueprint: 401 with a challenge and an empty body when missing or invalid.
-    async fn inbound_user(&self, headers: &HeaderMap) -> Result<String, Response> {
+    async fn inbound_user(&self, headers: &HeaderMap) -> Result<String, Refusal> {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok());
         match self.inbound.validate_header(header).await {
             // The scheme is case-insensitive (RFC 7235); validation accepted it.
@@ -436,15 +478,7 @@ impl Sidecar {
                 .map_or("", |(_, token)| token)
                 .trim()
                 .to_string()),
-            Err(e) => {
-                let mut r = StatusCode::UNAUTHORIZED.into_response();
-                r.headers_mut().insert(
-                    "www-authenticate",
-                    HeaderValue::from_str(&e.www_authenticate())
-                        .unwrap_or(HeaderValue::from_static("Bearer")),
-                );
-                Err(r)
-            }
+            Err(e) => Err(Refusal::Challenge(e.www_authenticate())),
         }
     }
 }
@@ -454,18 +488,13 @@ async fn unauthenticated(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(api): Path<String>,
     Query(q): Query<AgentQuery>,
-) -> Response {
+) -> Result<Response, Refusal> {
     s.count("sidecar:AuthorizationHeaderUnauthenticated");
     s.cloud
         .latency("sidecar:AuthorizationHeaderUnauthenticated")
         .await;
-    if let Some(r) = loopback_only(&peer) {
-        return r;
-    }
-    let cfg = match s.api(&api) {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
-    };
+    loopback_only(&peer)?;
+    let cfg = s.api(&api)?.clone();
     let scope = cfg.scopes.join(" ");
     let token = match q.agent_identity.filter(|a| !a.is_empty()) {
         Some(agent) if s.config.allow_unauthenticated_overrides => {
@@ -476,13 +505,10 @@ async fn unauthenticated(
             s.blueprint_token(&scope).await
         }
         None => s.blueprint_token(&scope).await,
-    };
-    match token {
-        Ok(t) => {
-            no_cache(Json(json!({"authorizationHeader": format!("Bearer {t}")})).into_response())
-        }
-        Err(r) => r,
-    }
+    }?;
+    Ok(no_cache(
+        Json(json!({"authorizationHeader": format!("Bearer {token}")})).into_response(),
+    ))
 }
 
 async fn authenticated(
@@ -491,8 +517,8 @@ async fn authenticated(
     headers: HeaderMap,
     Path(api): Path<String>,
     Query(q): Query<AgentQuery>,
-) -> Response {
-    match s
+) -> Result<Response, Refusal> {
+    let token = s
         .caller_agent_token(
             "sidecar:AuthorizationHeader",
             &peer,
@@ -500,13 +526,10 @@ async fn authenticated(
             &api,
             q.agent_identity,
         )
-        .await
-    {
-        Ok(t) => {
-            no_cache(Json(json!({"authorizationHeader": format!("Bearer {t}")})).into_response())
-        }
-        Err(r) => r,
-    }
+        .await?;
+    Ok(no_cache(
+        Json(json!({"authorizationHeader": format!("Bearer {token}")})).into_response(),
+    ))
 }
 
 impl Sidecar {
@@ -519,12 +542,10 @@ impl Sidecar {
         headers: &HeaderMap,
         api: &str,
         agent: Option<String>,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Refusal> {
         self.count(counter);
         self.cloud.latency(counter).await;
-        if let Some(r) = loopback_only(peer) {
-            return Err(r);
-        }
+        loopback_only(peer)?;
         let user = self.inbound_user(headers).await?;
         let cfg = self.api(api)?.clone();
         let Some(agent) = agent.filter(|a| !a.is_empty()) else {
@@ -556,8 +577,8 @@ async fn downstream(
     headers: HeaderMap,
     Path(api): Path<String>,
     Query(q): Query<DownstreamQuery>,
-) -> Response {
-    let token = match s
+) -> Result<Response, Refusal> {
+    let token = s
         .caller_agent_token(
             "sidecar:DownstreamApi",
             &peer,
@@ -565,15 +586,8 @@ async fn downstream(
             &api,
             q.agent_identity,
         )
-        .await
-    {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let cfg = match s.api(&api) {
-        Ok(c) => c.clone(),
-        Err(r) => return r,
-    };
+        .await?;
+    let cfg = s.api(&api)?.clone();
     let url = format!(
         "{}/{}",
         cfg.base_url.trim_end_matches('/'),
@@ -581,7 +595,7 @@ async fn downstream(
     );
     let resp = match s.http.get(url).bearer_auth(token).send().await {
         Ok(r) => r,
-        Err(e) => return problem(500, &format!("An unexpected error occurred. {e}")),
+        Err(e) => return Err(problem(500, &format!("An unexpected error occurred. {e}"))),
     };
     let status = resp.status().as_u16();
     let content_type = resp
@@ -595,7 +609,7 @@ async fn downstream(
         content_headers.insert("Content-Type".into(), json!([ct]));
     }
     content_headers.insert("Content-Length".into(), json!([body.len().to_string()]));
-    no_cache(Json(json!({"statusCode": status, "headers": content_headers, "content": if body.is_empty() { Value::Null } else { json!(body) }})).into_response())
+    Ok(no_cache(Json(json!({"statusCode": status, "headers": content_headers, "content": if body.is_empty() { Value::Null } else { json!(body) }})).into_response()))
 }
 
 #[cfg(test)]
