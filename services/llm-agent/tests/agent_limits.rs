@@ -840,7 +840,7 @@ fn help_names_every_variable() {
         "BEDROCK_CLIENT_PER_REQUEST",
     ] {
         assert!(
-            help.contains(&format!("[env: {name}=")),
+            help.contains(&format!("[env: {name}]")),
             "{name} missing from:\n{help}"
         );
     }

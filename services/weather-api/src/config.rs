@@ -42,7 +42,7 @@ pub struct Settings {
     /// The same, by azure-identity's name.
     #[arg(long, env = "AZURE_TENANT_ID", hide = true)]
     azure_tenant_id: Option<String>,
-    /// This API's app id URI (api://<weather api app id>): agent tokens must be minted for it.
+    /// This API's app id URI, `api://` and its app id: agent tokens must be minted for it.
     #[arg(long, env = "WEATHER_API_AUDIENCE")]
     audience: Option<String>,
     /// This API's client id, when the app id URI is a custom one (v2 tokens carry the client id).
@@ -60,7 +60,7 @@ pub struct Settings {
     /// The Agent Identity Blueprint the callers must belong to (`xms_par_app_azp`).
     #[arg(long, env = "EXPECTED_BLUEPRINT_APP_ID")]
     expected_blueprint_app_id: Option<String>,
-    /// The authority host (default https://login.microsoftonline.com/).
+    /// The authority host (default: Entra's public cloud, `login.microsoftonline.com`).
     #[arg(long, env = "AZURE_AUTHORITY_HOST")]
     authority: Option<Url>,
     /// Verified tokens kept so a repeated token skips the signature check (0 turns it off).

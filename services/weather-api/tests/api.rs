@@ -497,7 +497,7 @@ fn help_names_every_variable() {
         "PORT",
     ] {
         assert!(
-            help.contains(&format!("[env: {name}=")),
+            help.contains(&format!("[env: {name}]")),
             "{name} missing from:\n{help}"
         );
     }
