@@ -124,11 +124,8 @@ async fn on_behalf_of_token_carries_the_user_and_the_delegated_scope() {
     let SidecarError::UserTokenRejected { www_authenticate } = &no_user else {
         panic!("{no_user}")
     };
-    assert!(
-        www_authenticate
-            .starts_with("Bearer error=\"invalid_token\", error_description=\"malformed token"),
-        "{www_authenticate}"
-    );
+    // ASP.NET's JwtBearer describes only some failures; a malformed token gets none.
+    assert_eq!(www_authenticate, "Bearer error=\"invalid_token\"");
     assert_eq!(
         cloud.counter("entra_token"),
         3,

@@ -15,8 +15,6 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use entra_federation::assertion::{AppServiceSource, AssertionSource, HeaderValueSource};
-use entra_federation::validate::{KindPolicy, Policy, TokenValidator, ValidatorConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -84,8 +82,8 @@ struct Sidecar {
     config: SidecarConfig,
     cloud: Arc<crate::CloudState>,
     http: reqwest::Client,
-    assertion: AppServiceSource,
-    inbound: TokenValidator,
+    /// `IDENTITY_ENDPOINT`, asked for the managed identity's assertion (`SignedAssertionFromManagedIdentity`).
+    identity_endpoint: url::Url,
     /// The tokens it acquired, as the Entra SDK for Agent ID keeps them (MSAL's in-memory cache).
     tokens: TokenCache,
 }
@@ -148,47 +146,15 @@ pub fn router(
         .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
-    let header_state = cloud.clone();
-    let assertion = AppServiceSource::new(
-        config
-            .identity_endpoint
-            .parse()
-            .map_err(|e| format!("identity endpoint: {e}"))?,
-        HeaderValueSource::Fn(Arc::new(move || {
-            Some(
-                header_state
-                    .identity_header
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
-            )
-        })),
-    )
-    .map_err(|e| e.to_string())?
-    .with_time_source(cloud.clock.clone());
-    let mut vc = ValidatorConfig::new(
-        &config.tenant_id,
-        vec![
-            config.blueprint_app_id.clone(),
-            format!("api://{}", config.blueprint_app_id),
-        ],
-        Policy::new(
-            config.inbound_client_app_ids.clone(),
-            KindPolicy::Deny,
-            KindPolicy::Require("access_as_user".into()),
-        ),
-    );
-    vc.authority = format!("{}/", config.instance.trim_end_matches('/'))
+    let identity_endpoint = config
+        .identity_endpoint
         .parse()
-        .map_err(|e| format!("instance: {e}"))?;
-    vc.time_source = cloud.clock.clone();
-    let inbound = TokenValidator::new(vc).map_err(|e| e.to_string())?;
+        .map_err(|e| format!("identity endpoint: {e}"))?;
     let app = Arc::new(Sidecar {
         config,
         cloud,
         http,
-        assertion,
-        inbound,
+        identity_endpoint,
         tokens: TokenCache::default(),
     });
     let app = axum::Router::new()
@@ -354,14 +320,53 @@ impl Sidecar {
         Ok(token)
     }
 
+    /// The managed identity's assertion, from the platform's identity endpoint (2019-08-01, with
+    /// the identity header read anew on each call, as the platform rotates it).
     async fn assertion(&self) -> Result<String, Refusal> {
-        let a = self.assertion.fetch().await.map_err(|e| {
+        let failed = |why: String| {
             problem(
                 401,
-                &format!("ManagedIdentityCredential authentication failed: {e}"),
+                &format!("ManagedIdentityCredential authentication failed: {why}"),
             )
+        };
+        let header = self
+            .cloud
+            .identity_header
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let answer = self
+            .http
+            .get(self.identity_endpoint.clone())
+            .query(&[
+                ("api-version", "2019-08-01"),
+                ("resource", crate::registry::TOKEN_EXCHANGE_URI),
+            ])
+            .header("X-IDENTITY-HEADER", header)
+            .send()
+            .await
+            .map_err(|e| {
+                failed(format!(
+                    "the identity endpoint is unreachable: {}",
+                    e.without_url()
+                ))
+            })?;
+        let status = answer.status();
+        let body: Value = answer.json().await.map_err(|_| {
+            failed(format!(
+                "the identity endpoint answered HTTP {status} without JSON"
+            ))
         })?;
-        Ok(a.token().expose_secret().to_string())
+        match body["access_token"].as_str() {
+            Some(token) if status.is_success() => Ok(token.to_string()),
+            _ => Err(failed(format!(
+                "the identity endpoint answered HTTP {status}: {}",
+                body["message"]
+                    .as_str()
+                    .or(body["error_description"].as_str())
+                    .unwrap_or("no token")
+            ))),
+        }
     }
 
     /// The Blueprint's own app token for `scope`.
@@ -466,20 +471,90 @@ impl Sidecar {
         .await
     }
 
-    /// JwtBearer for the Blueprint: 401 with a challenge and an empty body when missing or invalid.
+    /// JwtBearer for the Blueprint: 401 with a challenge and an empty body when missing or
+    /// invalid. As ASP.NET's JwtBearer handler: the tenant's signing key, a v1 or v2 issuer of the
+    /// tenant, the Blueprint as audience (its client id or `api://` URI), the lifetime with five
+    /// minutes' skew; then the caller must be an allowed client app with `access_as_user`. The
+    /// challenge carries ASP.NET's descriptions, or none where ASP.NET gives none.
     async fn inbound_user(&self, headers: &HeaderMap) -> Result<String, Refusal> {
-        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
-        match self.inbound.validate_header(header).await {
-            // The scheme is case-insensitive (RFC 7235); validation accepted it.
-            Ok(_) => Ok(header
-                .unwrap_or_default()
-                .trim()
-                .split_once(' ')
-                .map_or("", |(_, token)| token)
-                .trim()
-                .to_string()),
-            Err(e) => Err(Refusal::Challenge(e.www_authenticate())),
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Refusal::Challenge("Bearer".into()))?;
+        let refuse = |description: Option<String>| {
+            Refusal::Challenge(match description {
+                Some(d) => format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    d.replace('\\', "\\\\").replace('"', "\\\"")
+                ),
+                None => "Bearer error=\"invalid_token\"".into(),
+            })
+        };
+        let verified = self
+            .cloud
+            .tenant_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .verify(&token);
+        let claims = match verified {
+            Ok(claims) => claims,
+            Err(crate::keys::VerifyError::UnknownKey) => {
+                return Err(refuse(Some("The signature key was not found".into())));
+            }
+            Err(crate::keys::VerifyError::Signature) => {
+                return Err(refuse(Some("The signature is invalid".into())));
+            }
+            Err(_) => return Err(refuse(None)),
+        };
+        let text = |name: &str| claims[name].as_str().unwrap_or_default().to_string();
+        let reg = self.cloud.registry();
+        let iss = text("iss");
+        if iss != reg.v1_issuer() && iss != reg.v2_issuer() {
+            return Err(refuse(Some(format!("The issuer '{iss}' is invalid"))));
         }
+        let aud = text("aud");
+        let blueprint = &self.config.blueprint_app_id;
+        if !aud.eq_ignore_ascii_case(blueprint) && aud != format!("api://{blueprint}") {
+            return Err(refuse(Some(format!("The audience '{aud}' is invalid"))));
+        }
+        let now = crate::state::unix_seconds(self.cloud.clock.now());
+        const SKEW: u64 = 300;
+        match claims["exp"].as_u64() {
+            None => return Err(refuse(Some("The token has no expiration".into()))),
+            Some(exp) if exp + SKEW <= now => {
+                let at = crate::state::iso8601(crate::state::from_unix_seconds(exp));
+                return Err(refuse(Some(format!("The token expired at '{at}'"))));
+            }
+            Some(_) => {}
+        }
+        if let Some(nbf) = claims["nbf"].as_u64()
+            && nbf > now + SKEW
+        {
+            let at = crate::state::iso8601(crate::state::from_unix_seconds(nbf));
+            return Err(refuse(Some(format!(
+                "The token is not valid before '{at}'"
+            ))));
+        }
+        // Authorization after authentication: the sign-in app, with access_as_user.
+        let client = if claims["azp"].is_string() {
+            text("azp")
+        } else {
+            text("appid")
+        };
+        let allowed = self
+            .config
+            .inbound_client_app_ids
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&client));
+        let scoped = text("scp").split(' ').any(|s| s == "access_as_user");
+        if !allowed || !scoped {
+            return Err(refuse(None));
+        }
+        Ok(token)
     }
 }
 
