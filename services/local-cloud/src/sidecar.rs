@@ -502,43 +502,38 @@ impl Sidecar {
             .verify(&token);
         let claims = match verified {
             Ok(claims) => claims,
+            // IdentityModel checks an unknown key's token's lifetime and issuer first, so that
+            // an expired token signed with a retired key says it expired.
             Err(crate::keys::VerifyError::UnknownKey) => {
+                if let Some(unverified) = unverified_payload(&token) {
+                    self.check_lifetime(&unverified)
+                        .map_err(|d| refuse(Some(d)))?;
+                    self.check_issuer(&unverified)
+                        .map_err(|d| refuse(Some(d)))?;
+                }
                 return Err(refuse(Some("The signature key was not found".into())));
             }
-            Err(crate::keys::VerifyError::Signature) => {
+            Err(crate::keys::VerifyError::Signature | crate::keys::VerifyError::Algorithm) => {
                 return Err(refuse(Some("The signature is invalid".into())));
             }
-            Err(_) => return Err(refuse(None)),
+            Err(crate::keys::VerifyError::Malformed) => return Err(refuse(None)),
         };
+        // IdentityModel's order: lifetime, audience, issuer.
+        self.check_lifetime(&claims).map_err(|d| refuse(Some(d)))?;
         let text = |name: &str| claims[name].as_str().unwrap_or_default().to_string();
-        let reg = self.cloud.registry();
-        let iss = text("iss");
-        if iss != reg.v1_issuer() && iss != reg.v2_issuer() {
-            return Err(refuse(Some(format!("The issuer '{iss}' is invalid"))));
-        }
-        let aud = text("aud");
+        // Microsoft.Identity.Web ties the audience to the token's version: a v2 token names the
+        // client id, a v1 token the App ID URI. Compared exactly, as IdentityModel does.
         let blueprint = &self.config.blueprint_app_id;
-        if !aud.eq_ignore_ascii_case(blueprint) && aud != format!("api://{blueprint}") {
+        let expected = if text("ver") == "2.0" {
+            blueprint.clone()
+        } else {
+            format!("api://{blueprint}")
+        };
+        let aud = text("aud");
+        if aud != expected {
             return Err(refuse(Some(format!("The audience '{aud}' is invalid"))));
         }
-        let now = crate::state::unix_seconds(self.cloud.clock.now());
-        const SKEW: u64 = 300;
-        match claims["exp"].as_u64() {
-            None => return Err(refuse(Some("The token has no expiration".into()))),
-            Some(exp) if exp + SKEW <= now => {
-                let at = crate::state::iso8601(crate::state::from_unix_seconds(exp));
-                return Err(refuse(Some(format!("The token expired at '{at}'"))));
-            }
-            Some(_) => {}
-        }
-        if let Some(nbf) = claims["nbf"].as_u64()
-            && nbf > now + SKEW
-        {
-            let at = crate::state::iso8601(crate::state::from_unix_seconds(nbf));
-            return Err(refuse(Some(format!(
-                "The token is not valid before '{at}'"
-            ))));
-        }
+        self.check_issuer(&claims).map_err(|d| refuse(Some(d)))?;
         // Authorization after authentication: the sign-in app, with access_as_user.
         let client = if claims["azp"].is_string() {
             text("azp")
@@ -555,6 +550,49 @@ impl Sidecar {
             return Err(refuse(None));
         }
         Ok(token)
+    }
+
+    /// IdentityModel's lifetime rules, with its default 5 minutes' skew; the description of a
+    /// failure as ASP.NET's JwtBearer words it.
+    fn check_lifetime(&self, claims: &Value) -> Result<(), String> {
+        const SKEW: u64 = 300;
+        let now = crate::state::unix_seconds(self.cloud.clock.now());
+        let Some(exp) = claims["exp"].as_u64() else {
+            return Err("The token has no expiration".into());
+        };
+        let nbf = claims["nbf"].as_u64();
+        if let Some(nbf) = nbf
+            && nbf > exp
+        {
+            return Err(format!(
+                "The token lifetime is invalid; NotBefore: '{}', Expires: '{}'",
+                dotnet_date(nbf),
+                dotnet_date(exp)
+            ));
+        }
+        if let Some(nbf) = nbf
+            && nbf > now.saturating_add(SKEW)
+        {
+            return Err(format!(
+                "The token is not valid before '{}'",
+                dotnet_date(nbf)
+            ));
+        }
+        if exp.saturating_add(SKEW) <= now {
+            return Err(format!("The token expired at '{}'", dotnet_date(exp)));
+        }
+        Ok(())
+    }
+
+    /// A v1 or v2 issuer of the tenant.
+    fn check_issuer(&self, claims: &Value) -> Result<(), String> {
+        let iss = claims["iss"].as_str().unwrap_or_default();
+        let reg = self.cloud.registry();
+        if iss == reg.v1_issuer() || iss == reg.v2_issuer() {
+            Ok(())
+        } else {
+            Err(format!("The issuer '{iss}' is invalid"))
+        }
     }
 }
 
@@ -687,6 +725,31 @@ async fn downstream(
     Ok(no_cache(Json(json!({"statusCode": status, "headers": content_headers, "content": if body.is_empty() { Value::Null } else { json!(body) }})).into_response()))
 }
 
+/// A JWT's payload, not verified (for the checks IdentityModel makes before it gives up on an
+/// unknown key).
+fn unverified_payload(token: &str) -> Option<Value> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A time as .NET's invariant culture prints a `DateTime` in JwtBearer's descriptions:
+/// `MM/dd/yyyy HH:mm:ss`.
+fn dotnet_date(unix: u64) -> String {
+    let iso = crate::state::iso8601(crate::state::from_unix_seconds(unix));
+    // YYYY-MM-DDTHH:MM:SSZ
+    format!(
+        "{}/{}/{} {}",
+        &iso[5..7],
+        &iso[8..10],
+        &iso[0..4],
+        &iso[11..19]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,5 +787,12 @@ mod tests {
             cache.get(&key("B", "s"), 1000).is_none(),
             "no lifetime: not kept"
         );
+    }
+
+    /// JwtBearer's descriptions print times as .NET's invariant culture does.
+    #[test]
+    fn dates_read_as_dotnet_prints_them() {
+        assert_eq!(dotnet_date(0), "01/01/1970 00:00:00");
+        assert_eq!(dotnet_date(1_704_164_645), "01/02/2024 03:04:05");
     }
 }
