@@ -102,7 +102,7 @@ pub enum SidecarError {
     },
     /// The sidecar refused the user's token (JwtBearer challenge).
     #[error(
-        "the sidecar refused the user token ({www_authenticate}); it must be a token for the Blueprint's access_as_user scope"
+        "the sidecar refused the user token ({www_authenticate}); it must be a current token of this tenant for the Blueprint (audience its client id, or api://<client id> for a v1 token)"
     )]
     UserTokenRejected {
         /// The challenge.

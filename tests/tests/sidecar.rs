@@ -307,3 +307,109 @@ async fn repeated_requests_are_answered_from_the_sidecars_token_cache() {
         "T1 and TR again (T1 was as old as TR)"
     );
 }
+
+/// Sidecar 1.1.x sets `AllowWebApiToBeAuthorizedByACL`: a caller's token is checked as JwtBearer
+/// checks it (key, issuer, Blueprint audience, lifetime) and nothing more. A token of another
+/// client app, for another of the Blueprint's scopes, is accepted: which clients and scopes may
+/// drive the agent is the agent's decision (llm-agent checks them), not the sidecar's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_tokens_are_authorised_by_acl_only_no_scope_or_client_check() {
+    const OTHER_CLIENT: &str = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b";
+    let cloud = cloud().await;
+    cloud.edit_registry(|r| {
+        let blueprint = r.app_mut(ids::BLUEPRINT_APP_ID).unwrap();
+        blueprint.exposed_scopes.push("Profile.Read".into());
+        blueprint
+            .delegated_grants
+            .push(local_cloud::registry::DelegatedGrant {
+                client_app_id: OTHER_CLIENT.into(),
+                scope: "Profile.Read".into(),
+            });
+        r.apps.push(local_cloud::registry::App {
+            display_name: "Another client".into(),
+            app_id: OTHER_CLIENT.into(),
+            service_principal_object_id: Some("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a".into()),
+            requested_access_token_version: Some(2),
+            ..Default::default()
+        });
+    });
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            cloud.http_url(),
+            ids::TENANT_ID
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", OTHER_CLIENT),
+            ("username", ids::DEV_USER_UPN),
+            ("password", "local-dev-password"),
+            (
+                "scope",
+                &format!("api://{}/Profile.Read openid", ids::BLUEPRINT_APP_ID),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = SecretString::new(
+        answer["access_token"]
+            .as_str()
+            .expect("the other client signs in")
+            .to_string(),
+    );
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, true, &dead).await;
+    let ok = sidecar
+        .on_behalf_of_token("weather-api", ids::AGENT_CLIENT_ID, &other)
+        .await;
+    assert!(
+        ok.is_ok(),
+        "the sidecar authorises by ACL only: {:?}",
+        ok.err()
+    );
+}
+
+/// The sidecar's tokens are cached per (agent, resource) as MSAL caches them: while Entra fails,
+/// what the cache holds is still served, and only what it does not hold fails (with Entra's
+/// error as the sidecar's 401 problem). Once Entra recovers, the missing token is acquired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entra_fault_fails_only_the_tokens_the_cache_does_not_hold() {
+    let cloud = cloud().await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, true, &dead).await;
+    let user = user_token(&cloud).await;
+    let warm = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .unwrap();
+    cloud.state().inject(local_cloud::Fault {
+        target: "entra_token".into(),
+        status: 503,
+        code: Some("temporarily_unavailable".into()),
+        count: None,
+        retry_after: None,
+    });
+    let cached = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .expect("the cached (agent, weather API) token is served while Entra fails");
+    assert!(bearer(&warm) == bearer(&cached));
+    let refused = sidecar
+        .on_behalf_of_token("weather-api", ids::AGENT_CLIENT_ID, &user)
+        .await
+        .expect_err("an OBO token for a new user needs Entra");
+    assert!(
+        refused.to_string().contains("temporarily_unavailable")
+            || refused.to_string().contains("AADSTS"),
+        "Entra's error reaches the caller: {refused}"
+    );
+    cloud.state().clear_faults();
+    sidecar
+        .on_behalf_of_token("weather-api", ids::AGENT_CLIENT_ID, &user)
+        .await
+        .expect("acquired once Entra recovers");
+}

@@ -226,14 +226,12 @@ fn verify_user_token(
             "the user token's audience is not the agent's blueprint",
         ));
     }
-    if claims["idtyp"] != json!("user")
-        || !claims["scp"]
-            .as_str()
-            .unwrap_or_default()
-            .split(' ')
-            .any(|s| s == "access_as_user")
-    {
-        return Err(invalid("the user token carries no access_as_user scope"));
+    // OBO works for user principals only: a delegated token (it has `scp`), whatever its scopes;
+    // Entra checks no particular scope on the incoming assertion, only its audience.
+    if !claims["scp"].is_string() {
+        return Err(invalid(
+            "the assertion is an app-only token; on-behalf-of needs a user's token",
+        ));
     }
     Ok(claims)
 }

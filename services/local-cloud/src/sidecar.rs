@@ -47,14 +47,12 @@ pub struct SidecarConfig {
     pub downstream_apis: HashMap<String, DownstreamApi>,
     /// `Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated` (default false since 1.1.0).
     pub allow_unauthenticated_overrides: bool,
-    /// Clients allowed to call the authenticated routes (apps with a user token for the Blueprint).
-    pub inbound_client_app_ids: Vec<String>,
 }
 
 impl SidecarConfig {
     /// The tutorial's sidecar for this cloud: the Blueprint signing with the system-assigned
-    /// managed identity, the weather API at `weather_base` as its one downstream API, the sign-in
-    /// app as its one inbound client; `allow_overrides` is the `AgentIdentity` override the agent
+    /// managed identity, the weather API at `weather_base` as its one downstream API;
+    /// `allow_overrides` is the `AgentIdentity` override the agent
     /// needs since 1.1.0.
     pub fn tutorial(cloud_http_url: &str, weather_base: &str, allow_overrides: bool) -> Self {
         let mut apis = HashMap::new();
@@ -73,7 +71,6 @@ impl SidecarConfig {
             identity_endpoint: format!("{cloud_http_url}/msi/token"),
             downstream_apis: apis,
             allow_unauthenticated_overrides: allow_overrides,
-            inbound_client_app_ids: vec![ids::CLIENT_SPA_APP_ID.into()],
         }
     }
 }
@@ -474,8 +471,8 @@ impl Sidecar {
     /// JwtBearer for the Blueprint: 401 with a challenge and an empty body when missing or
     /// invalid. As ASP.NET's JwtBearer handler: the tenant's signing key, a v1 or v2 issuer of the
     /// tenant, the Blueprint as audience (its client id or `api://` URI), the lifetime with five
-    /// minutes' skew; then the caller must be an allowed client app with `access_as_user`. The
-    /// challenge carries ASP.NET's descriptions, or none where ASP.NET gives none.
+    /// minutes' skew, and nothing more (the sidecar sets `AllowWebApiToBeAuthorizedByACL`: no
+    /// scope, role or caller-app check). The challenge carries ASP.NET's descriptions, or none where ASP.NET gives none.
     async fn inbound_user(&self, headers: &HeaderMap) -> Result<String, Refusal> {
         let token = headers
             .get("authorization")
@@ -534,21 +531,7 @@ impl Sidecar {
             return Err(refuse(Some(format!("The audience '{aud}' is invalid"))));
         }
         self.check_issuer(&claims).map_err(|d| refuse(Some(d)))?;
-        // Authorization after authentication: the sign-in app, with access_as_user.
-        let client = if claims["azp"].is_string() {
-            text("azp")
-        } else {
-            text("appid")
-        };
-        let allowed = self
-            .config
-            .inbound_client_app_ids
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&client));
-        let scoped = text("scp").split(' ').any(|s| s == "access_as_user");
-        if !allowed || !scoped {
-            return Err(refuse(None));
-        }
+        // `AllowWebApiToBeAuthorizedByACL=true`: no scope, role or client check after this.
         Ok(token)
     }
 
