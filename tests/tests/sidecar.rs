@@ -333,33 +333,14 @@ async fn inbound_tokens_are_authorised_by_acl_only_no_scope_or_client_check() {
             ..Default::default()
         });
     });
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            cloud.http_url(),
-            ids::TENANT_ID
-        ))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", OTHER_CLIENT),
-            ("username", ids::DEV_USER_UPN),
-            ("password", "local-dev-password"),
-            (
-                "scope",
-                &format!("api://{}/Profile.Read openid", ids::BLUEPRINT_APP_ID),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let other = SecretString::new(
-        answer["access_token"]
-            .as_str()
-            .expect("the other client signs in")
-            .to_string(),
+        cloud
+            .dev_user_token_for(
+                OTHER_CLIENT,
+                &format!("api://{}/Profile.Read openid", ids::BLUEPRINT_APP_ID),
+            )
+            .await
+            .expect("the other client signs in"),
     );
     let (dead, _reserved) = dead_upstream();
     let sidecar = sidecar(&cloud, true, &dead).await;

@@ -228,29 +228,10 @@ async fn readyz_is_503_naming_the_dependency_that_is_down() {
 
 /// A user token from the local cloud's sign-in (password grant), for `scope`, by `client`.
 async fn sign_in(cloud: &LocalCloud, client: &str, scope: &str) -> String {
-    let r: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            cloud.http_url(),
-            ids::TENANT_ID
-        ))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", client),
-            ("username", ids::DEV_USER_UPN),
-            ("password", "local-dev-password"),
-            ("scope", &format!("{scope} openid profile")),
-        ])
-        .send()
+    cloud
+        .dev_user_token_for(client, &format!("{scope} openid profile"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("sign-in refused: {}", r["error_description"]))
-        .to_string()
+        .unwrap_or_else(|e| panic!("sign-in refused: {e}"))
 }
 
 fn claims_of(token: &str) -> Value {

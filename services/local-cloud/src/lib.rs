@@ -395,6 +395,17 @@ impl LocalCloud {
             "api://{}/access_as_user openid profile",
             ids::BLUEPRINT_APP_ID
         );
+        self.dev_user_token_for(ids::CLIENT_SPA_APP_ID, &scope)
+            .await
+    }
+
+    /// Signs the developer user in through `client_id` (a public client of the registry) for
+    /// `scope` (space-separated, as on the wire) and returns the access token.
+    pub async fn dev_user_token_for(
+        &self,
+        client_id: &str,
+        scope: &str,
+    ) -> Result<String, StartError> {
         let password = self
             .state
             .registry()
@@ -405,10 +416,10 @@ impl LocalCloud {
             .ok_or_else(|| StartError::Setup("the registry has no developer user".into()))?;
         let form = [
             ("grant_type", "password"),
-            ("client_id", ids::CLIENT_SPA_APP_ID),
+            ("client_id", client_id),
             ("username", ids::DEV_USER_UPN),
             ("password", password.as_str()),
-            ("scope", scope.as_str()),
+            ("scope", scope),
         ];
         let answer: serde_json::Value = self
             .state
