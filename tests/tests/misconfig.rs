@@ -72,6 +72,56 @@ async fn federated_credential_subject_mismatch_is_aadsts700213() {
     );
 }
 
+/// Federated-credential matching is case-sensitive: a subject that differs from the managed
+/// identity's object id only in case is a different subject (AADSTS700213, 401).
+#[tokio::test]
+async fn federated_credential_subject_differing_only_in_case_is_aadsts700213() {
+    let (err, _cloud) = failure(|r| {
+        r.app_mut(ids::STS_APP_ID).unwrap().federated_credentials[0].subject =
+            ids::MI_OBJECT_ID.to_uppercase();
+    })
+    .await;
+    let Error::Entra(EntraError::Rejected(rej)) = &*err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (rej.status, rej.error.as_str(), rej.codes.as_slice()),
+        (401, "invalid_client", &[700213][..])
+    );
+}
+
+/// An app registered with `az ad app create` has no service principal until `az ad sp create`:
+/// Entra refuses it as a client with AADSTS7000229 (invalid_client, 401), not as an unknown app.
+#[tokio::test]
+async fn intermediary_app_without_its_service_principal_is_aadsts7000229() {
+    let (err, _cloud) = failure(|r| {
+        r.app_mut(ids::STS_APP_ID)
+            .unwrap()
+            .service_principal_object_id = None;
+    })
+    .await;
+    let Error::Entra(EntraError::Rejected(rej)) = &*err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (rej.status, rej.error.as_str(), rej.codes.as_slice()),
+        (401, "invalid_client", &[7000229][..])
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "The client application {} is missing service principal in the tenant {}",
+            ids::STS_APP_ID,
+            ids::TENANT_ID
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("az ad sp create --id $STS_APP_ID"),
+        "the library names the fix: {text}"
+    );
+}
+
 #[tokio::test]
 async fn trust_policy_sub_mismatch_is_access_denied() {
     let (err, _cloud) = failure(|r| {

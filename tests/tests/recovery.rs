@@ -197,7 +197,9 @@ impl EntraProxy {
 async fn each_stale_assertion_code_fetches_one_fresh_assertion_and_succeeds() {
     for code in [700024, 500133, 50013] {
         let cloud = cloud().await;
-        let proxy = EntraProxy::start(&cloud, &[(400, code)]).await;
+        // invalid_client (700024) is a 401; invalid_grant (500133, 50013) a 400.
+        let status = if code == 700024 { 401 } else { 400 };
+        let proxy = EntraProxy::start(&cloud, &[(status, code)]).await;
         let provider = with_env(&cloud, "AZURE_AUTHORITY_HOST", &proxy.url);
         provider
             .credentials()
@@ -240,8 +242,8 @@ async fn entra_failure(
 #[tokio::test]
 async fn a_fresh_assertion_is_fetched_once_not_in_a_loop() {
     let cloud = cloud().await;
-    let (rejection, proxy) = entra_failure(&cloud, &[(400, 700024), (400, 700024)]).await;
-    assert_eq!(rejection, (400, vec![700024]));
+    let (rejection, proxy) = entra_failure(&cloud, &[(401, 700024), (401, 700024)]).await;
+    assert_eq!(rejection, (401, vec![700024]));
     assert_eq!(cloud.counter("identity_endpoint"), 2);
     assert_eq!(proxy.requests(), 2);
     assert_eq!(cloud.counter("sts:AssumeRoleWithWebIdentity"), 0);

@@ -248,8 +248,15 @@ impl AadError {
         )
     }
 
-    /// A refusal.
+    /// A refusal. Entra answers every `invalid_client` with 401, whatever the AADSTS code
+    /// (RFC 6749 §5.2; recorded: AADSTS700024 as `401 Unauthorized` in
+    /// Azure/azure-sdk-for-go#18176), so `status` is ignored for it.
     pub fn new(status: u16, error: &'static str, code: u32, message: String) -> Self {
+        let status = if error == "invalid_client" {
+            401
+        } else {
+            status
+        };
         Self {
             status,
             error,
@@ -376,7 +383,7 @@ pub fn verify_federated_assertion(
 ) -> Result<Value, AadError> {
     let malformed = || {
         AadError::new(
-            400,
+            401,
             "invalid_client",
             50027,
             "JWT token is invalid or malformed.".to_string(),
@@ -481,7 +488,7 @@ pub fn verify_federated_assertion(
     let nbf = claims["nbf"].as_u64().unwrap_or(0);
     if exp + SKEW_SECS < now || nbf > now + SKEW_SECS {
         return Err(AadError::new(
-            400,
+            401,
             "invalid_client",
             700024,
             format!(

@@ -115,6 +115,21 @@ fn client_credentials(s: &CloudState, form: &HashMap<String, String>) -> EntraRe
     let client_id = required(form, "client_id")?;
     let scope = required(form, "scope")?;
     let reg = s.registry();
+    // Registered but never given a service principal (`az ad app create` without `az ad sp create`).
+    if reg
+        .app(client_id)
+        .is_some_and(|a| a.service_principal_object_id.is_none())
+    {
+        return Err(AadError::new(
+            401,
+            "invalid_client",
+            7000229,
+            format!(
+                "The client application {client_id} is missing service principal in the tenant {}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+                reg.tenant_id
+            ),
+        ));
+    }
     let client = reg.app(client_id).filter(|a| a.service_principal_object_id.is_some()).ok_or_else(|| {
         AadError::new(400, "unauthorized_client", 700016, format!(
             "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
