@@ -111,6 +111,28 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A recorded real response (or published sample) from `tests/recorded/`, with its `source`.
+pub fn recorded(path: &str) -> serde_json::Value {
+    let file = workspace_root().join("tests/recorded").join(path);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("recorded response {}: {e}", file.display()));
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("recorded response {}: {e}", file.display()));
+    assert!(
+        value["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("https://")),
+        "{} names its source URL",
+        file.display()
+    );
+    value
+}
+
+/// A JWT's claims, not verified (for tests that compare claim sets).
+pub fn unverified_claims(token: &str) -> serde_json::Value {
+    jsonwebtoken::dangerous::insecure_decode_claims(token).expect("a JWT")
+}
+
 /// The Python interpreter of the venv holding the third-party peers (boto3, azure-identity, PyJWT,
 /// moto), created from `tests/python/requirements.txt` on first use. Fails loudly when it cannot be
 /// created: a missing peer must never turn into a skipped test.

@@ -94,6 +94,62 @@ async fn autonomous_agent_token_passes_the_downstream_validator() {
     assert_eq!(cloud.counter("entra_token"), 2);
 }
 
+/// The autonomous agent token has the claim set of Microsoft's published sample
+/// (`tests/recorded/entra/agent-autonomous-token.json`): the same claim names (plus `roles`, the
+/// app role the weather API grants the agent), the same facet values, `oid` the agent identity's
+/// service principal and `xms_par_app_azp` its Blueprint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autonomous_agent_token_has_the_published_claim_set() {
+    let sample = recorded("entra/agent-autonomous-token.json");
+    let sample = sample["claims"].as_object().unwrap();
+    let cloud = cloud().await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, true, &dead).await;
+    let token = sidecar
+        .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+        .await
+        .expect("agent token");
+    let header = bearer(&token);
+    let ours = unverified_claims(header.trim_start_matches("Bearer "));
+    let ours = ours.as_object().unwrap();
+    let names = |m: &serde_json::Map<String, serde_json::Value>| {
+        m.keys().cloned().collect::<std::collections::BTreeSet<_>>()
+    };
+    let mut expected = names(sample);
+    expected.insert("roles".into());
+    assert_eq!(names(ours), expected, "the published claim names");
+    for (name, value) in sample {
+        assert_eq!(
+            std::mem::discriminant(&ours[name]),
+            std::mem::discriminant(value),
+            "{name} has the published type"
+        );
+    }
+    for name in [
+        "appidacr",
+        "idtyp",
+        "ver",
+        "xms_act_fct",
+        "xms_idrel",
+        "xms_sub_fct",
+        "xms_tnt_fct",
+    ] {
+        assert_eq!(ours[name], sample[name], "{name}");
+    }
+    let agent_sp = cloud
+        .state()
+        .registry()
+        .app(ids::AGENT_CLIENT_ID)
+        .and_then(|a| a.service_principal_object_id.clone())
+        .unwrap();
+    assert_eq!(ours["oid"], serde_json::json!(agent_sp));
+    assert_eq!(ours["appid"], serde_json::json!(ids::AGENT_CLIENT_ID));
+    assert_eq!(
+        ours["xms_par_app_azp"],
+        serde_json::json!(ids::BLUEPRINT_APP_ID)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_behalf_of_token_carries_the_user_and_the_delegated_scope() {
     let cloud = cloud().await;

@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// Agent ID facets (protocols.md §5.7): 11 = AgentIdentity.
-const AGENT_FACET: &str = "11";
+/// `xms_act_fct` of an agent identity's tokens (11: AgentIdentity), as the published sample has it.
+const AGENT_ACTOR_FACETS: &str = "3 9 11";
+/// `xms_sub_fct` when the agent identity is also the subject (autonomous), as the sample has it.
+const AGENT_SUBJECT_FACETS: &str = "9 3 11";
 
 /// T1: the Blueprint's exchange token for one agent identity.
 pub fn blueprint_exchange_token(
@@ -95,11 +98,17 @@ fn verify_t1(s: &CloudState, reg: &Registry, agent: &App, t1: &str) -> Result<()
     Ok(())
 }
 
+/// The claims every agent identity's token carries, as Microsoft's published autonomous-agent
+/// sample shows them (tests/recorded/entra/agent-autonomous-token.json): the actor facets (11 is
+/// AgentIdentity), the tenant facets, the parent Blueprint, `xms_ftd`, and `idtyp` whatever the
+/// resource requests.
 fn agent_facets(agent: &App) -> Vec<(&'static str, Value)> {
     vec![
         ("xms_par_app_azp", json!(agent.agent_blueprint)),
-        ("xms_act_fct", json!(AGENT_FACET)),
+        ("xms_act_fct", json!(AGENT_ACTOR_FACETS)),
         ("xms_tnt_fct", json!("3 9")),
+        ("xms_ftd", json!(crate::state::random_id(43))),
+        ("idtyp", json!("app")),
     ]
 }
 
@@ -120,8 +129,9 @@ pub fn agent_app_token(
         .map(|r| r.role.as_str())
         .collect();
     let mut extra = agent_facets(agent);
-    extra.push(("xms_sub_fct", json!(AGENT_FACET)));
-    extra.push(("xms_idrel", json!("7")));
+    // The subject is the agent identity itself (a service principal: xms_idrel 7).
+    extra.push(("xms_sub_fct", json!(AGENT_SUBJECT_FACETS)));
+    extra.push(("xms_idrel", json!("7 10")));
     let claims = app_token_claims(s, reg, agent, resource, resource_uri, &roles, &extra);
     Ok(issue(
         s,
@@ -329,7 +339,9 @@ pub fn password_grant(
     }
     let v1 = resource.requested_access_token_version.unwrap_or(1) == 1;
     let mut claims = app_token_claims(s, reg, client, resource, resource_uri, &[], &[]);
-    claims["idtyp"] = json!("user");
+    if resource.requests_optional_claim("idtyp") {
+        claims["idtyp"] = json!("user");
+    }
     claims["scp"] = json!(name);
     claims["oid"] = json!(user.object_id);
     claims["sub"] = json!(user.object_id);

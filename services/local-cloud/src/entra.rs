@@ -93,12 +93,25 @@ pub async fn metadata_v2(
     metadata(&s, tls, &headers, &tenant, true)
 }
 
+/// The multi-tenant aliases whose key documents Entra serves (the keys are the same for every
+/// tenant; v1 tenant metadata points its `jwks_uri` at `common`).
+const MULTI_TENANT_ALIASES: [&str; 3] = ["common", "organizations", "consumers"];
+
 /// Counts the call, applies an injected fault, and checks the tenant: the common prologue of the
 /// metadata and keys documents.
 fn document_guard<'a>(
     s: &'a CloudState,
     tenant: &str,
     counter: &str,
+) -> Result<std::sync::RwLockReadGuard<'a, Registry>, AadError> {
+    document_guard_with(s, tenant, counter, false)
+}
+
+fn document_guard_with<'a>(
+    s: &'a CloudState,
+    tenant: &str,
+    counter: &str,
+    multi_tenant_alias_ok: bool,
 ) -> Result<std::sync::RwLockReadGuard<'a, Registry>, AadError> {
     s.count(counter);
     if let Some(f) = s.take_fault(counter) {
@@ -110,7 +123,11 @@ fn document_guard<'a>(
         ));
     }
     let reg = s.registry();
-    if !reg.is_tenant(tenant) {
+    let alias = multi_tenant_alias_ok
+        && MULTI_TENANT_ALIASES
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(tenant));
+    if !alias && !reg.is_tenant(tenant) {
         drop(reg);
         return Err(unknown_tenant(tenant));
     }
@@ -150,7 +167,8 @@ fn metadata(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bo
             "issuer": reg.v1_issuer(),
             "token_endpoint": format!("{base}/{tid}/oauth2/token"),
             "authorization_endpoint": format!("{base}/{tid}/oauth2/authorize"),
-            "jwks_uri": format!("{base}/{tid}/discovery/keys"),
+            // As Entra's v1 tenant metadata has it: the keys of `common`, not of the tenant.
+            "jwks_uri": format!("{base}/common/discovery/keys"),
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
             "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
             "response_modes_supported": ["query", "fragment", "form_post"],
@@ -189,11 +207,18 @@ pub async fn jwks_v2(
 }
 
 fn jwks(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
-    let reg = match document_guard(s, tenant, "entra_jwks") {
+    let reg = match document_guard_with(s, tenant, "entra_jwks", true) {
         Ok(reg) => reg,
         Err(e) => return e.render(s, tls, headers),
     };
-    let issuer = v2.then(|| reg.v2_issuer());
+    // On a multi-tenant alias the v2 keys name the templated issuer, as Entra's do.
+    let issuer = v2.then(|| {
+        if reg.is_tenant(tenant) {
+            reg.v2_issuer()
+        } else {
+            "https://login.microsoftonline.com/{tenantid}/v2.0".to_string()
+        }
+    });
     drop(reg);
     Json(
         s.tenant_keys
@@ -300,7 +325,8 @@ fn access_token_lifetime(reg: &Registry) -> u64 {
 }
 
 /// The claims of an app-only access token (protocols.md §2.5): v1 or v2 shape by the resource's
-/// `requestedAccessTokenVersion`; `extra` adds claims (Agent ID facets).
+/// `requestedAccessTokenVersion`; `idtyp` only when the resource requests it as an optional claim
+/// (the access-token claims reference lists it as optional); `extra` adds claims (Agent ID facets).
 pub fn app_token_claims(
     _s: &CloudState,
     reg: &Registry,
@@ -318,7 +344,6 @@ pub fn app_token_claims(
     let mut c = json!({
         "aio": crate::state::random_id(40),
         "idp": reg.v1_issuer(),
-        "idtyp": "app",
         "oid": sp,
         "rh": crate::state::random_id(40),
         "sub": sp,
@@ -340,6 +365,9 @@ pub fn app_token_claims(
     }
     if !roles.is_empty() {
         c["roles"] = json!(roles);
+    }
+    if resource.requests_optional_claim("idtyp") {
+        c["idtyp"] = json!("app");
     }
     for (k, v) in extra {
         c[*k] = v.clone();

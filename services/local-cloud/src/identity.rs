@@ -24,7 +24,7 @@ pub fn mint_mi_token(
     let aud = audience_for_resource(&reg, resource)?;
     let now = unix_seconds(state.clock.now());
     let exp = now + reg.lifetimes.managed_identity;
-    let claims = json!({
+    let mut claims = json!({
         "aud": aud,
         "iss": reg.v2_issuer(),
         "iat": now, "nbf": now, "exp": exp,
@@ -32,15 +32,24 @@ pub fn mint_mi_token(
         "azp": mi.client_id,
         "azpacr": "2",
         "idp": reg.v1_issuer(),
-        "idtyp": "app",
         "oid": mi.object_id,
         "rh": opaque(),
         "sub": mi.object_id,
         "tid": reg.tenant_id,
         "uti": opaque(),
         "ver": "2.0",
-        "xms_mirid": mi.resource_id,
     });
+    // Microsoft's own resources (the token exchange here) get the managed identity's resource id
+    // and `idtyp`; a token for a customer's app carries neither unless that app requests `idtyp`.
+    if aud == TOKEN_EXCHANGE_APP_ID {
+        claims["idtyp"] = json!("app");
+        claims["xms_mirid"] = json!(mi.resource_id);
+    } else if reg
+        .resource_app(&aud)
+        .is_some_and(|a| a.requests_optional_claim("idtyp"))
+    {
+        claims["idtyp"] = json!("app");
+    }
     drop(reg);
     let token = state
         .tenant_keys

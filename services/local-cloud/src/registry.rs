@@ -100,6 +100,17 @@ pub struct App {
     /// Delegated permissions granted (admin consent) to clients: (client app id, scope).
     #[serde(default)]
     pub delegated_grants: Vec<DelegatedGrant>,
+    /// Optional claims this app (as a resource) requests in its access tokens
+    /// (`optionalClaims.accessToken[].name`), e.g. `idtyp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub optional_claims: Vec<String>,
+}
+
+impl App {
+    /// Whether this app, as a resource, requests the optional claim `name` in access tokens.
+    pub fn requests_optional_claim(&self, name: &str) -> bool {
+        self.optional_claims.iter().any(|c| c == name)
+    }
 }
 
 /// A delegated permission a client may use on behalf of users (admin consent).

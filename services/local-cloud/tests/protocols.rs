@@ -28,9 +28,10 @@ async fn openid_metadata_v1_and_v2_and_jwks() {
         .await
         .unwrap();
     assert_eq!(v1["issuer"], format!("https://sts.windows.net/{}/", tid()));
+    // Entra's v1 tenant metadata points at the keys of `common`.
     assert_eq!(
         v1["jwks_uri"],
-        format!("{}/{}/discovery/keys", c.http_url(), tid())
+        format!("{}/common/discovery/keys", c.http_url())
     );
     let v2: Value = http
         .get(format!(
@@ -76,6 +77,22 @@ async fn openid_metadata_v1_and_v2_and_jwks() {
         .await
         .unwrap();
     assert!(v1keys["keys"][0].get("issuer").is_none());
+    let common_v2: Value = http
+        .get(format!("{}/common/discovery/v2.0/keys", c.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&common_v2["keys"][0]["kid"], &common_v2["keys"][0]["issuer"]),
+        (
+            &k["kid"],
+            &serde_json::json!("https://login.microsoftonline.com/{tenantid}/v2.0")
+        ),
+        "common serves the same keys with the templated issuer"
+    );
     let unknown = http
         .get(format!(
             "{}/nobody.example/v2.0/.well-known/openid-configuration",
@@ -435,4 +452,80 @@ async fn control_routes_refuse_cross_site_requests() {
             .unwrap();
         assert_eq!(ok.status(), 200, "{host}");
     }
+}
+
+fn claims_of(token: &str) -> Value {
+    jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap()
+}
+
+async fn mi_token(c: &LocalCloud, resource: &str) -> String {
+    let r: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/msi/token?api-version=2019-08-01&resource={resource}",
+            c.http_url()
+        ))
+        .header("X-IDENTITY-HEADER", c.identity_header())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().expect("a token").to_string()
+}
+
+async fn intermediary_token(c: &LocalCloud) -> Value {
+    let assertion = mi_token(c, "api://AzureADTokenExchange").await;
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/{}/oauth2/v2.0/token", c.http_url(), tid()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", ids::STS_APP_ID),
+            ("scope", &format!("api://{}/.default", ids::STS_APP_ID)),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    claims_of(r["access_token"].as_str().expect("a token"))
+}
+
+/// Tokens carry the claims Entra emits for their kind: `idtyp` is an optional claim (in tokens for
+/// a customer's app only when that app requests it), `xms_mirid` is on managed-identity tokens for
+/// Microsoft's resources and not on tokens for a customer's app.
+#[tokio::test]
+async fn tokens_carry_only_the_claims_entra_emits_for_their_kind() {
+    let c = cloud().await;
+    let for_exchange = claims_of(&mi_token(&c, "api://AzureADTokenExchange").await);
+    assert_eq!(
+        for_exchange["xms_mirid"],
+        serde_json::json!(c.state().registry().managed_identities[0].resource_id),
+        "a managed-identity token for a Microsoft resource names the identity's resource id"
+    );
+    let for_our_app = claims_of(&mi_token(&c, &format!("api://{}", ids::STS_APP_ID)).await);
+    assert!(
+        for_our_app.get("xms_mirid").is_none() && for_our_app.get("idtyp").is_none(),
+        "no xms_mirid or idtyp on a token for a customer's app: {for_our_app}"
+    );
+    let v1 = intermediary_token(&c).await;
+    assert_eq!(v1["ver"], "1.0");
+    assert!(v1.get("idtyp").is_none(), "idtyp is optional: {v1}");
+    c.edit_registry(|r| {
+        r.app_mut(ids::STS_APP_ID)
+            .unwrap()
+            .optional_claims
+            .push("idtyp".into())
+    });
+    assert_eq!(
+        intermediary_token(&c).await["idtyp"],
+        "app",
+        "requested as an optional claim"
+    );
 }
