@@ -109,6 +109,9 @@ pub fn fix_for(code: u32) -> Option<&'static str> {
         70021 | 700211 | 700212 | 700213 => {
             "the intermediary app's federated credential does not match the assertion: its issuer must be https://login.microsoftonline.com/<tenant>/v2.0, its subject the managed identity's object (principal) id, its audience api://AzureADTokenExchange (az ad app federated-credential list --id $STS_APP_ID)"
         }
+        7000272 => {
+            "the assertion's issuer does not publish the key that signed it: the federated credential's issuer must be the cluster's OIDC issuer (az aks show --query oidcIssuerProfile.issuerUrl), serving the current service-account keys"
+        }
         7000229 => {
             "the app is registered but has no service principal in the tenant: create it (az ad sp create --id $STS_APP_ID)"
         }

@@ -128,6 +128,26 @@ pub fn recorded(path: &str) -> serde_json::Value {
     value
 }
 
+/// The library's v1 token for the intermediary app, re-signed by the tenant's key after `edit`
+/// changes its claims (an expired, old or otherwise altered token Entra could have issued).
+pub async fn resigned_v1_token(
+    cloud: &LocalCloud,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    let token = provider_from_env(cloud)
+        .web_identity_token()
+        .await
+        .expect("a v1 token");
+    let mut claims = unverified_claims(token.token().expose_secret());
+    edit(&mut claims);
+    cloud
+        .state()
+        .tenant_keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .sign(&claims, true)
+}
+
 /// A JWT's claims, not verified (for tests that compare claim sets).
 pub fn unverified_claims(token: &str) -> serde_json::Value {
     jsonwebtoken::dangerous::insecure_decode_claims(token).expect("a JWT")

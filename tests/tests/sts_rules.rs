@@ -5,7 +5,6 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 
 use local_cloud::{LocalCloud, Registry};
-use serde_json::Value;
 use std::time::Duration;
 use system_tests::*;
 
@@ -55,17 +54,10 @@ fn now_secs() -> i64 {
 
 /// The library's v1 token, re-signed by the tenant's key with `exp` moved.
 async fn v1_token_expiring(cloud: &LocalCloud, exp_from_now: i64) -> String {
-    let token = provider_from_env(cloud).web_identity_token().await.unwrap();
-    let mut claims: Value =
-        jsonwebtoken::dangerous::insecure_decode_claims(token.token().expose_secret()).unwrap();
-    let now = local_cloud::state::unix_seconds(std::time::SystemTime::now()) as i64;
-    claims["exp"] = serde_json::json!(now + exp_from_now);
-    cloud
-        .state()
-        .tenant_keys
-        .read()
-        .unwrap()
-        .sign(&claims, true)
+    resigned_v1_token(cloud, |c| {
+        c["exp"] = serde_json::json!(now_secs() + exp_from_now)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -83,9 +75,50 @@ async fn expiry_allows_five_minutes_of_skew() {
     );
     let (status, body) = assume(&cloud, &v1_token_expiring(&cloud, -360).await, None).await;
     assert_eq!(status, 400);
+    // STS names both times, as recorded (tests/recorded/sts/expired-token-exception.json).
+    let message = body
+        .split_once("<Message>")
+        .and_then(|(_, rest)| rest.split_once("</Message>"))
+        .map(|(m, _)| m)
+        .unwrap_or_default();
+    let (now, exp) = message
+        .strip_prefix("Token expired: current date/time ")
+        .and_then(|rest| rest.split_once(" must be before the expiration date/time "))
+        .unwrap_or_else(|| panic!("{body}"));
+    let (now, exp): (i64, i64) = (now.parse().unwrap(), exp.parse().unwrap());
     assert!(
-        body.contains("<Code>ExpiredTokenException</Code>")
-            && body.contains("<Message>Token expired: current date/time must be before the expiration date/time.</Message>"),
+        body.contains("<Code>ExpiredTokenException</Code>"),
+        "{body}"
+    );
+    assert!(
+        (now - exp - 360).abs() <= 2 && (now - now_secs()).abs() <= 2,
+        "{body}"
+    );
+}
+
+/// STS also refuses a token issued too long ago, whatever its `exp` says, with
+/// `ExpiredTokenException` "Token too old: <age in seconds>" (recorded:
+/// tests/recorded/sts/token-too-old.json, a token 441,398 s old). AWS does not publish the limit;
+/// the local cloud refuses tokens issued more than a day ago.
+#[tokio::test]
+async fn a_token_issued_too_long_ago_is_too_old() {
+    let cloud = cloud().await;
+    let old = resigned_v1_token(&cloud, |c| {
+        c["iat"] = serde_json::json!(now_secs() - 441_398);
+        c["nbf"] = c["iat"].clone();
+        c["exp"] = serde_json::json!(now_secs() + 3600);
+    })
+    .await;
+    let (status, body) = assume(&cloud, &old, None).await;
+    assert_eq!(status, 400, "{body}");
+    let age: i64 = body
+        .split_once("<Message>Token too old: ")
+        .and_then(|(_, rest)| rest.split_once("</Message>"))
+        .map(|(a, _)| a.parse().unwrap())
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!((age - 441_398).abs() <= 2, "{body}");
+    assert!(
+        body.contains("<Code>ExpiredTokenException</Code>"),
         "{body}"
     );
 }
@@ -191,4 +224,7 @@ async fn expired_session_credentials_are_expired_token() {
         .and_then(|e| aws_sdk_sts::error::ProvideErrorMetadata::code(e))
         .map(str::to_string);
     assert_eq!(code.as_deref(), Some("ExpiredToken"), "{err:?}");
+    // Recorded as `StatusCode: 403 … api error ExpiredToken` (pulumi/pulumi-aws#3866).
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(status, Some(403), "{err:?}");
 }

@@ -473,7 +473,8 @@ pub fn verify_federated_assertion(
         ));
     }
     // Signature: the issuer's keys (this tenant's, or an AKS cluster's).
-    let keys = if iss == reg.v2_issuer() || iss == reg.v1_issuer() {
+    let external = !(iss == reg.v2_issuer() || iss == reg.v1_issuer());
+    let keys = if !external {
         s.tenant_keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -496,6 +497,20 @@ pub fn verify_federated_assertion(
             "invalid_client",
             700027,
             "Client assertion failed signature validation. Unsupported algorithm.".to_string(),
+        ),
+        // An external issuer (an AKS cluster) that does not publish the key: recorded as
+        // AADSTS7000272 (Azure/azure-workload-identity#1232).
+        VerifyError::UnknownKey if external => AadError::new(
+            401,
+            "invalid_client",
+            7000272,
+            format!(
+                "The certificate with identifier {} used to sign the federated credential could not be found in the metadata of identity provider {iss}. Please validate that your Identity Provider's metadata exposes the key used to sign the incoming token.",
+                jsonwebtoken::decode_header(assertion)
+                    .ok()
+                    .and_then(|h| h.kid)
+                    .unwrap_or_default()
+            ),
         ),
         VerifyError::UnknownKey => AadError::new(
             401,

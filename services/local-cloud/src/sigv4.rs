@@ -26,7 +26,7 @@ pub enum AuthError {
     Incomplete(String),
     /// Unknown key id or wrong session token: `InvalidClientTokenId` / `UnrecognizedClientException` (403).
     UnknownKey,
-    /// Expired credentials: `ExpiredToken` / `ExpiredTokenException` (400 / 403).
+    /// Expired credentials: `ExpiredToken` (STS) / `ExpiredTokenException` (Bedrock), both 403.
     Expired,
     /// Signature mismatch or clock skew: `SignatureDoesNotMatch` / `InvalidSignatureException` (403).
     Signature(String),

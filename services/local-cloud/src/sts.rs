@@ -20,6 +20,10 @@ use std::time::Duration;
 const NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 /// IAM's allowance beyond `exp` for clock skew.
 const EXP_SKEW_SECS: u64 = 300;
+/// The oldest web identity token (by `iat`) STS takes. AWS refuses old tokens ("Token too old",
+/// recorded for one 441,398 s old) without publishing the limit; a day is this emulation's choice
+/// (docs/local-cloud.md): far beyond any Entra token's lifetime, so only a stale token file hits it.
+const MAX_TOKEN_AGE_SECS: u64 = 24 * 3600;
 
 struct StsFault {
     status: u16,
@@ -264,10 +268,24 @@ async fn assume_role_with_web_identity(
         invalid("The web identity token has no valid exp claim. Timestamps must be integers.")
     })?;
     if exp + EXP_SKEW_SECS <= now {
+        // Worded as recorded (tests/recorded/sts/expired-token-exception.json).
         return Err(fault(
             400,
             "ExpiredTokenException",
-            "Token expired: current date/time must be before the expiration date/time.",
+            format!(
+                "Token expired: current date/time {now} must be before the expiration date/time {exp}"
+            ),
+        ));
+    }
+    // A token issued too long ago is refused whatever its `exp` (recorded: "Token too old:
+    // 441398"; the limit is not published, see MAX_TOKEN_AGE_SECS).
+    if let Some(iat) = claims["iat"].as_u64()
+        && now.saturating_sub(iat) > MAX_TOKEN_AGE_SECS
+    {
+        return Err(fault(
+            400,
+            "ExpiredTokenException",
+            format!("Token too old: {}", now - iat),
         ));
     }
     // 6. Audience in the client-ID list. Observed, not documented (tutorial §3.1, protocols.md §7):
@@ -501,8 +519,9 @@ fn get_caller_identity(
             "InvalidClientTokenId",
             "The security token included in the request is invalid.",
         ),
+        // 403, as recorded (pulumi/pulumi-aws#3866: "StatusCode: 403 … api error ExpiredToken").
         AuthError::Expired => fault(
-            400,
+            403,
             "ExpiredToken",
             "The security token included in the request is expired",
         ),

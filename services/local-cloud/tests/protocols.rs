@@ -86,7 +86,10 @@ async fn openid_metadata_v1_and_v2_and_jwks() {
         .await
         .unwrap();
     assert_eq!(
-        (&common_v2["keys"][0]["kid"], &common_v2["keys"][0]["issuer"]),
+        (
+            &common_v2["keys"][0]["kid"],
+            &common_v2["keys"][0]["issuer"]
+        ),
         (
             &k["kid"],
             &serde_json::json!("https://login.microsoftonline.com/{tenantid}/v2.0")
