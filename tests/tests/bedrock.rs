@@ -239,3 +239,63 @@ async fn unknown_keys_are_unrecognized_clients() {
         Some((403, Some("UnrecognizedClientException".to_string())))
     );
 }
+
+/// A session policy (the provider's `policy` and `policy_arns`) intersects with the role's
+/// permissions for everything the session then calls: one that does not allow the model makes
+/// Bedrock answer AccessDenied naming the session policy, one that does leaves the call working,
+/// and a managed policy is looked up by its ARN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_policies_intersect_with_the_roles_permissions() {
+    let cloud = cloud().await;
+    let only_s3 = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+    let bedrock_ok = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"bedrock:*","Resource":"*"}]}"#;
+    let managed_arn = format!("arn:aws:iam::{}:policy/OtherModelOnly", ids::AWS_ACCOUNT_ID);
+    cloud.edit_registry(|r| {
+        r.managed_policies.push(local_cloud::registry::ManagedPolicy {
+            arn: managed_arn.clone(),
+            document: serde_json::from_str(
+                r#"{"Statement":{"Effect":"Allow","Action":"bedrock:InvokeModel","Resource":"arn:aws:bedrock:*::foundation-model/meta.*"}}"#,
+            )
+            .unwrap(),
+        })
+    });
+    let converse = |provider: entra_federation::EntraCredentialsProvider| {
+        let client = bedrock(&cloud, provider);
+        async move {
+            client
+                .converse()
+                .model_id(ids::BEDROCK_MODEL_ID)
+                .messages(user("hi"))
+                .send()
+                .await
+        }
+    };
+    let with = |b: entra_federation::EntraCredentialsProviderBuilder| b.build().unwrap();
+    let env = env_of(&cloud);
+
+    let denied = converse(with(builder_from_env(&env).policy(only_s3)))
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(denied.is_access_denied_exception(), "{denied:?}");
+    assert!(
+        denied
+            .to_string()
+            .contains("because no session policy allows the bedrock:InvokeModel action"),
+        "{denied}"
+    );
+    converse(with(builder_from_env(&env).policy(bedrock_ok)))
+        .await
+        .expect("a session policy that allows the call leaves the role's permissions in force");
+    let managed = converse(with(
+        builder_from_env(&env).policy_arns([managed_arn.clone()]),
+    ))
+    .await
+    .unwrap_err()
+    .into_service_error();
+    assert!(
+        managed.is_access_denied_exception()
+            && managed.to_string().contains("no session policy allows"),
+        "{managed}"
+    );
+}

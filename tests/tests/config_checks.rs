@@ -269,6 +269,16 @@ fn at_most_ten_managed_session_policies() {
 #[tokio::test]
 async fn policies_at_their_limits_reach_sts_and_are_accepted() {
     let cloud = cloud().await;
+    // The ten managed policies exist in the account (STS refuses an ARN that does not).
+    cloud.edit_registry(|r| {
+        for arn in arns(10) {
+            r.managed_policies
+                .push(local_cloud::registry::ManagedPolicy {
+                    arn,
+                    document: serde_json::from_str(&policy_of_len(200)).unwrap(),
+                });
+        }
+    });
     let provider = builder_from_env(&env_of(&cloud))
         // Two-byte characters: the limit is in characters on both sides of the wire.
         .policy(policy_of_len(2048).replacen("PPPP", "éééé", 1))

@@ -9,6 +9,15 @@ use std::time::Duration;
 use system_tests::*;
 
 async fn assume(cloud: &LocalCloud, token: &str, duration: Option<&str>) -> (u16, String) {
+    assume_with(cloud, token, duration, &[]).await
+}
+
+async fn assume_with(
+    cloud: &LocalCloud,
+    token: &str,
+    duration: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
     let mut form = vec![
         ("Action", "AssumeRoleWithWebIdentity"),
         ("Version", "2011-06-15"),
@@ -22,6 +31,7 @@ async fn assume(cloud: &LocalCloud, token: &str, duration: Option<&str>) -> (u16
     if let Some(d) = duration {
         form.push(("DurationSeconds", d));
     }
+    form.extend_from_slice(extra);
     let r = reqwest::Client::new()
         .post(cloud.http_url())
         .form(&form)
@@ -227,4 +237,42 @@ async fn expired_session_credentials_are_expired_token() {
     // Recorded as `StatusCode: 403 … api error ExpiredToken` (pulumi/pulumi-aws#3866).
     let status = err.raw_response().map(|r| r.status().as_u16());
     assert_eq!(status, Some(403), "{err:?}");
+}
+
+/// `PackedPolicySize` (the percentage of the allowed size the session policies take) is in the
+/// answer when session policies were passed, and only then; a malformed one, or a policy ARN the
+/// account does not have, is `MalformedPolicyDocument`.
+#[tokio::test]
+async fn session_policies_report_their_packed_size() {
+    let cloud = cloud().await;
+    let token = resigned_v1_token(&cloud, |_| {}).await;
+    let (status, plain) = assume(&cloud, &token, None).await;
+    assert_eq!(status, 200, "{plain}");
+    assert!(!plain.contains("PackedPolicySize"), "{plain}");
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"bedrock:InvokeModel","Resource":"*"}]}"#;
+    let (status, body) = assume_with(&cloud, &token, None, &[("Policy", policy)]).await;
+    assert_eq!(status, 200, "{body}");
+    let size: u64 = body
+        .split_once("<PackedPolicySize>")
+        .and_then(|(_, rest)| rest.split_once("</PackedPolicySize>"))
+        .map(|(n, _)| n.parse().unwrap())
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!((1..=100).contains(&size), "{body}");
+    for (name, value) in [
+        (
+            "Policy",
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Bogus":1}]}"#,
+        ),
+        (
+            "PolicyArns.member.1.arn",
+            "arn:aws:iam::123456789012:policy/NotThere",
+        ),
+    ] {
+        let (status, body) = assume_with(&cloud, &token, None, &[(name, value)]).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("<Code>MalformedPolicyDocument</Code>"),
+            "{name}: {body}"
+        );
+    }
 }

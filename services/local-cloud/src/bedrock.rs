@@ -130,7 +130,25 @@ fn authorize(
             federated: None,
             context: &empty,
         };
-        if decide(&docs, &req) != Decision::Allow {
+        // Effective permissions: the role's policies and, when the session has any, its session
+        // policies must both allow; an explicit deny in either wins (IAM's evaluation logic).
+        let session: Vec<&crate::policy::PolicyDocument> = c.session_policies.iter().collect();
+        let identity = decide(&docs, &req);
+        let session_decision = (!session.is_empty()).then(|| decide(&session, &req));
+        let why = match (identity, session_decision) {
+            (Decision::ExplicitDeny, _) => {
+                Some("with an explicit deny in an identity-based policy")
+            }
+            (_, Some(Decision::ExplicitDeny)) => Some("with an explicit deny in a session policy"),
+            (Decision::ImplicitDeny, _) => {
+                Some("because no identity-based policy allows the bedrock:InvokeModel action")
+            }
+            (_, Some(Decision::ImplicitDeny)) => {
+                Some("because no session policy allows the bedrock:InvokeModel action")
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
             let who = format!(
                 "arn:aws:sts::{}:assumed-role/{}/{}",
                 reg.aws_account_id, c.role_name, c.session_name
@@ -139,7 +157,7 @@ fn authorize(
                 403,
                 "AccessDeniedException",
                 &format!(
-                    "User: {who} is not authorized to perform: bedrock:InvokeModel on resource: {arn} because no identity-based policy allows the bedrock:InvokeModel action"
+                    "User: {who} is not authorized to perform: bedrock:InvokeModel on resource: {arn} {why}"
                 ),
             ));
         }

@@ -1,5 +1,7 @@
 //! IAM policy documents and their evaluation: explicit deny wins, then any allow, else implicit
-//! deny. Conditions support the string operators trust policies for web identity use.
+//! deny. `Action`/`NotAction` and `Resource`/`NotResource` are evaluated; conditions support the
+//! string operators trust policies for web identity use. An element or operator this emulation
+//! does not evaluate is an error, never silently dropped (a dropped `Deny` would allow).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -26,10 +28,14 @@ impl OneOrMany {
 
 /// A policy document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// `Version`.
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `Id`.
+    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// `Statement`.
     #[serde(rename = "Statement")]
     pub statement: Statements,
@@ -56,6 +62,7 @@ pub enum Effect {
 
 /// A statement.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Statement {
     /// `Sid`.
     #[serde(rename = "Sid", default, skip_serializing_if = "Option::is_none")]
@@ -66,12 +73,22 @@ pub struct Statement {
     /// `Principal` (trust policies): `{"Federated": …}`.
     #[serde(rename = "Principal", default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<BTreeMap<String, OneOrMany>>,
-    /// `Action`.
-    #[serde(rename = "Action")]
-    pub action: OneOrMany,
+    /// `Action` (exactly one of `Action` and `NotAction`).
+    #[serde(rename = "Action", default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<OneOrMany>,
+    /// `NotAction`: every action but these.
+    #[serde(rename = "NotAction", default, skip_serializing_if = "Option::is_none")]
+    pub not_action: Option<OneOrMany>,
     /// `Resource` (permission policies).
     #[serde(rename = "Resource", default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<OneOrMany>,
+    /// `NotResource`: every resource but these.
+    #[serde(
+        rename = "NotResource",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_resource: Option<OneOrMany>,
     /// `Condition`: operator → key → values.
     #[serde(rename = "Condition", default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<BTreeMap<String, BTreeMap<String, OneOrMany>>>,
@@ -118,9 +135,20 @@ impl PolicyDocument {
         }
     }
 
-    /// Checks that only supported condition operators are used.
+    /// Checks the document's shape (exactly one of `Action`/`NotAction`, at most one of
+    /// `Resource`/`NotResource`) and that only supported condition operators are used.
     pub fn validate(&self) -> Result<(), String> {
         for s in self.statements() {
+            match (&s.action, &s.not_action) {
+                (Some(_), Some(_)) => {
+                    return Err("a statement has both Action and NotAction".into());
+                }
+                (None, None) => return Err("a statement has neither Action nor NotAction".into()),
+                _ => {}
+            }
+            if s.resource.is_some() && s.not_resource.is_some() {
+                return Err("a statement has both Resource and NotResource".into());
+            }
             for op in s.condition.iter().flat_map(|c| c.keys()) {
                 if !OPERATORS.contains(&op.as_str()) {
                     return Err(format!(
@@ -154,17 +182,26 @@ pub fn decide(docs: &[&PolicyDocument], req: &Request<'_>) -> Decision {
 }
 
 fn statement_matches(s: &Statement, req: &Request<'_>) -> bool {
-    if !s
-        .action
-        .iter()
-        .any(|a| glob(&a.to_ascii_lowercase(), &req.action.to_ascii_lowercase()))
-    {
+    let action = req.action.to_ascii_lowercase();
+    let names_action =
+        |list: &OneOrMany| list.iter().any(|a| glob(&a.to_ascii_lowercase(), &action));
+    let action_matches = match (&s.action, &s.not_action) {
+        (Some(list), None) => names_action(list),
+        (None, Some(list)) => !names_action(list),
+        // `validate` refuses the other shapes; a statement that gets here anyway matches nothing.
+        _ => false,
+    };
+    if !action_matches {
         return false;
     }
     if let Some(resource) = req.resource {
-        match &s.resource {
-            Some(r) if r.iter().any(|p| glob(p, resource)) => {}
-            _ => return false,
+        let matches = match (&s.resource, &s.not_resource) {
+            (Some(r), None) => r.iter().any(|p| glob(p, resource)),
+            (None, Some(r)) => !r.iter().any(|p| glob(p, resource)),
+            _ => false,
+        };
+        if !matches {
+            return false;
         }
     }
     if let Some(federated) = req.federated {
@@ -290,6 +327,62 @@ mod tests {
             serde_json::json!({"Statement":[{"Effect":"Allow","Action":"*","Condition":{"NumericLessThan":{"k":"1"}}}]}),
         );
         assert!(d.validate().unwrap_err().contains("NumericLessThan"));
+    }
+
+    #[test]
+    fn not_action_and_not_resource_are_evaluated() {
+        // "Everything but IAM" and "everything but one model", as IAM reads them.
+        let d = doc(serde_json::json!({"Statement":[
+            {"Effect":"Allow","NotAction":"iam:*","Resource":"*"},
+            {"Effect":"Deny","Action":"bedrock:InvokeModel","NotResource":"arn:aws:bedrock:*::foundation-model/anthropic.*"}
+        ]}));
+        d.validate().unwrap();
+        let empty = HashMap::new();
+        let invoke = |resource| Request {
+            action: "bedrock:InvokeModel",
+            resource: Some(resource),
+            federated: None,
+            context: &empty,
+        };
+        assert_eq!(
+            decide(
+                &[&d],
+                &invoke("arn:aws:bedrock:us-east-2::foundation-model/anthropic.claude")
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(
+                &[&d],
+                &invoke("arn:aws:bedrock:us-east-2::foundation-model/meta.llama")
+            ),
+            Decision::ExplicitDeny
+        );
+        let iam = Request {
+            action: "iam:PassRole",
+            ..invoke("*")
+        };
+        assert_eq!(decide(&[&d], &iam), Decision::ImplicitDeny);
+    }
+
+    #[test]
+    fn unknown_policy_elements_are_errors_never_dropped() {
+        for bad in [
+            serde_json::json!({"Statement":[{"Effect":"Allow","Action":"*","Resource":"*","NotPrincipal":{"AWS":"x"}}]}),
+            serde_json::json!({"Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Conditions":{}}]}),
+            serde_json::json!({"Statment":[{"Effect":"Allow","Action":"*"}]}),
+        ] {
+            assert!(
+                serde_json::from_value::<PolicyDocument>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        let both = doc(
+            serde_json::json!({"Statement":{"Effect":"Allow","Action":"*","NotAction":"iam:*","Resource":"*"}}),
+        );
+        assert!(both.validate().unwrap_err().contains("NotAction"));
+        let neither = doc(serde_json::json!({"Statement":{"Effect":"Allow","Resource":"*"}}));
+        assert!(neither.validate().unwrap_err().contains("Action"));
     }
 
     #[test]

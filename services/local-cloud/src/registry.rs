@@ -38,6 +38,9 @@ pub struct Registry {
     pub oidc_providers: Vec<OidcProvider>,
     /// IAM roles.
     pub roles: Vec<Role>,
+    /// Customer-managed IAM policies, by ARN (for `PolicyArns` session policies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policies: Vec<ManagedPolicy>,
     /// Token lifetimes.
     #[serde(default)]
     pub lifetimes: Lifetimes,
@@ -159,6 +162,16 @@ pub struct AppRoleAssignment {
     pub client_app_id: String,
     /// The role value.
     pub role: String,
+}
+
+/// A managed IAM policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedPolicy {
+    /// `arn:aws:iam::<account>:policy/<name>`.
+    pub arn: String,
+    /// Its default version's document.
+    pub document: PolicyDocument,
 }
 
 /// An IAM OIDC identity provider.
@@ -387,6 +400,7 @@ impl Registry {
                     serde_json::from_value(bedrock).expect("built-in permission policy is valid"),
                 ],
             }],
+            managed_policies: vec![],
             lifetimes: Lifetimes::default(),
         }
     }
@@ -398,8 +412,23 @@ impl Registry {
         Ok(r)
     }
 
-    /// Checks the cross-references a real directory would enforce.
+    /// Checks the cross-references a real directory would enforce, and that every policy is one
+    /// this emulation evaluates.
     pub fn validate(&self) -> Result<(), String> {
+        for role in &self.roles {
+            role.trust_policy
+                .validate()
+                .map_err(|e| format!("role {}: trust policy: {e}", role.name))?;
+            for p in &role.permission_policies {
+                p.validate()
+                    .map_err(|e| format!("role {}: permission policy: {e}", role.name))?;
+            }
+        }
+        for m in &self.managed_policies {
+            m.document
+                .validate()
+                .map_err(|e| format!("managed policy {}: {e}", m.arn))?;
+        }
         if self.aws_account_id.len() != 12
             || !self.aws_account_id.bytes().all(|b| b.is_ascii_digit())
         {

@@ -23,6 +23,9 @@ pub struct IssuedCredentials {
     pub session_name: String,
     /// `AROA…:session`.
     pub assumed_role_id: String,
+    /// The session policies (`Policy`, then each `PolicyArns` document): when any is given, a
+    /// call is allowed only if the role's permissions and these both allow it.
+    pub session_policies: Vec<crate::policy::PolicyDocument>,
 }
 
 /// A fault to inject: the next `count` calls (all, when `None`) to `target` fail with `status`.

@@ -200,23 +200,7 @@ async fn assume_role_with_web_identity(
             }
         },
     };
-    if let Some(policy) = p.get("Policy") {
-        if serde_json::from_str::<crate::policy::PolicyDocument>(policy).is_err() {
-            return Err(fault(
-                400,
-                "MalformedPolicyDocument",
-                "The policy is not in the valid JSON format.",
-            ));
-        }
-        // Characters, as AWS counts them (not UTF-8 bytes).
-        if policy.chars().count() > 2048 {
-            return Err(fault(
-                400,
-                "PackedPolicyTooLarge",
-                "Packed policy consumes more than the allowed size.",
-            ));
-        }
-    }
+    let (session_policies, packed_policy_size) = session_policies(s, p)?;
 
     // 1. A JWT.
     let invalid = |m: &str| fault(400, "InvalidIdentityToken", m);
@@ -382,6 +366,7 @@ async fn assume_role_with_web_identity(
                 role_name: role_name.clone(),
                 session_name: session.clone(),
                 assumed_role_id: assumed_role_id.clone(),
+                session_policies,
             },
         );
     let request_id = guid();
@@ -400,7 +385,7 @@ async fn assume_role_with_web_identity(
       <SessionToken>{session_token}</SessionToken>
       <Expiration>{expiration}</Expiration>
     </Credentials>
-    <SubjectFromWebIdentityToken>{sub}</SubjectFromWebIdentityToken>
+    <SubjectFromWebIdentityToken>{sub}</SubjectFromWebIdentityToken>{packed}
   </AssumeRoleWithWebIdentityResult>
   <ResponseMetadata>
     <RequestId>{request_id}</RequestId>
@@ -413,6 +398,9 @@ async fn assume_role_with_web_identity(
         provider = xml_escape(&provider_arn),
         expiration = iso8601(expires_at),
         sub = xml_escape(&sub),
+        packed = packed_policy_size
+            .map(|n| format!("\n    <PackedPolicySize>{n}</PackedPolicySize>"))
+            .unwrap_or_default(),
     );
     Ok(xml(200, body, &request_id))
 }
@@ -547,6 +535,77 @@ fn get_caller_identity(
         user_id = xml_escape(&c.assumed_role_id),
     );
     Ok(xml(200, body, &request_id))
+}
+
+/// The session policies of a request: the inline `Policy` and the documents of
+/// `PolicyArns.member.N.arn` (at most 10, looked up among the account's managed policies), and
+/// the `PackedPolicySize` to report when any was given. The inline policy and the ARNs each have
+/// a 2,048-character plaintext limit; AWS then packs (compresses) them and does not publish how,
+/// so this emulation reports the larger of the two as a percentage of 2,048 and refuses beyond
+/// 100 %.
+fn session_policies(
+    s: &CloudState,
+    p: &HashMap<String, String>,
+) -> Result<(Vec<crate::policy::PolicyDocument>, Option<u64>), StsFault> {
+    let mut docs = Vec::new();
+    let (mut inline_chars, mut arn_chars) = (0usize, 0usize);
+    if let Some(policy) = p.get("Policy") {
+        let doc = serde_json::from_str::<crate::policy::PolicyDocument>(policy).map_err(|e| {
+            fault(
+                400,
+                "MalformedPolicyDocument",
+                format!("The policy is not in the valid JSON format. ({e})"),
+            )
+        })?;
+        doc.validate().map_err(|e| {
+            fault(
+                400,
+                "MalformedPolicyDocument",
+                format!("The local cloud does not evaluate this policy: {e}"),
+            )
+        })?;
+        // Characters, as AWS counts them (not UTF-8 bytes).
+        inline_chars = policy.chars().count();
+        docs.push(doc);
+    }
+    let arns: Vec<&String> = (1..)
+        .map_while(|i| p.get(&format!("PolicyArns.member.{i}.arn")))
+        .collect();
+    if arns.len() > 10 {
+        return Err(validation(
+            "policyArns",
+            "Member must have length less than or equal to 10",
+            None,
+        ));
+    }
+    for arn in &arns {
+        let reg = s.registry();
+        let managed = reg
+            .managed_policies
+            .iter()
+            .find(|m| &m.arn == *arn)
+            .ok_or_else(|| {
+                fault(
+                    400,
+                    "MalformedPolicyDocument",
+                    format!("Policy {arn} does not exist or is not attachable."),
+                )
+            })?;
+        arn_chars += arn.chars().count();
+        docs.push(managed.document.clone());
+    }
+    if docs.is_empty() {
+        return Ok((docs, None));
+    }
+    let percent = (inline_chars.max(arn_chars) * 100).div_ceil(2048) as u64;
+    if percent > 100 {
+        return Err(fault(
+            400,
+            "PackedPolicyTooLarge",
+            "Packed policy consumes more than the allowed size.",
+        ));
+    }
+    Ok((docs, Some(percent)))
 }
 
 /// `RoleSessionName` as the STS API reference constrains it: 2 to 64 characters matching
