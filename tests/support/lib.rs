@@ -539,3 +539,66 @@ pub async fn sigterm_once_ready(mut cmd: tokio::process::Command, ready: &str) -
         output,
     }
 }
+
+/// A request to the local Bedrock signed as the AWS SDK signs it (SigV4, service `bedrock`, the
+/// cloud's region), for bodies the SDK's typed builders cannot express (a conversation Bedrock
+/// must refuse); a JSON string is sent as its text. Returns the status, the `x-amzn-errortype` header and the JSON body.
+pub async fn signed_bedrock_post(
+    cloud: &LocalCloud,
+    credentials: aws_credential_types::Credentials,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, Option<String>, serde_json::Value) {
+    // A string is sent as it is (its keys in their order); anything else as its JSON.
+    let body = match body {
+        serde_json::Value::String(raw) => raw.clone().into_bytes(),
+        other => serde_json::to_vec(other).unwrap(),
+    };
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let url = format!("{}{path}", cloud.http_url());
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let identity: aws_smithy_runtime_api::client::identity::Identity = credentials.into();
+    let region = cloud.state().registry().aws_region.clone();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("bedrock")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.into_iter(),
+        SignableBody::Bytes(&body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in instructions.headers() {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    let error_type = answer
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let json = answer.json().await.unwrap_or(serde_json::Value::Null);
+    (status, error_type, json)
+}

@@ -98,6 +98,10 @@ fn wire_body(r: &Value) -> (String, &'static str) {
     match (&r["body"], r["service"].as_str()) {
         (Value::String(xml), _) => (xml.clone(), "text/xml"),
         (Value::Object(_), _) => (r["body"].to_string(), "application/json; charset=utf-8"),
+        (_, Some("bedrock")) => (
+            json!({"message": r["message"]}).to_string(),
+            "application/json",
+        ),
         (_, Some("sts")) => (
             format!(
                 "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>4c3d2b1a-0000-4000-8000-000000000001</RequestId>\n</ErrorResponse>\n",
@@ -132,12 +136,23 @@ fn wire_body(r: &Value) -> (String, &'static str) {
 async fn replay(r: &Value) -> String {
     let status = StatusCode::from_u16(r["status"].as_u64().unwrap() as u16).unwrap();
     let (body, content_type) = wire_body(r);
+    // Bedrock names the error in a header (its body is only {"message"}).
+    let error_type = (r["service"] == "bedrock").then(|| {
+        HeaderValue::from_str(&format!(
+            "{}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            r["code"].as_str().unwrap()
+        ))
+        .unwrap()
+    });
     let app = axum::Router::new().fallback(move || {
-        let body = body.clone();
+        let (body, error_type) = (body.clone(), error_type.clone());
         async move {
             let mut resp = (status, body).into_response();
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            if let Some(t) = error_type {
+                resp.headers_mut().insert("x-amzn-errortype", t);
+            }
             resp
         }
     });
@@ -507,4 +522,124 @@ fn wording_ignores_numbers_guids_key_ids_and_urls_only() {
         wording("identifier -VE0qgvgcPfbWR-ki568qLaJ5jw used")
     );
     assert_ne!(wording("Token too old: 1"), wording("Token too new: 1"));
+}
+
+// ---- Bedrock ----
+
+/// (a) for Bedrock: the AWS SDK for Rust (what the agent calls Bedrock with) reads each recorded
+/// refusal, replayed, as a `ValidationException` with the recorded message.
+#[tokio::test]
+async fn the_sdk_reads_every_recorded_bedrock_refusal() {
+    for (name, r) in recordings("bedrock") {
+        let url = replay(&r).await;
+        let conf = aws_sdk_bedrockruntime::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
+            .endpoint_url(&url)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "ASIAEXAMPLE",
+                "secret",
+                Some("session".into()),
+                None,
+                "t",
+            ))
+            .build();
+        let client = aws_sdk_bedrockruntime::Client::from_conf(conf);
+        let message = r["message"].as_str().unwrap();
+        let (validation, text) = match r["operation"].as_str().unwrap() {
+            "Converse" => {
+                let e = client
+                    .converse()
+                    .model_id(ids::BEDROCK_MODEL_ID)
+                    .messages(
+                        aws_sdk_bedrockruntime::types::Message::builder()
+                            .role(aws_sdk_bedrockruntime::types::ConversationRole::User)
+                            .content(aws_sdk_bedrockruntime::types::ContentBlock::Text(
+                                "hi".into(),
+                            ))
+                            .build()
+                            .unwrap(),
+                    )
+                    .send()
+                    .await
+                    .unwrap_err()
+                    .into_service_error();
+                (
+                    e.is_validation_exception(),
+                    e.meta().message().map(str::to_string),
+                )
+            }
+            _ => {
+                let e = client
+                    .invoke_model()
+                    .model_id(ids::BEDROCK_MODEL_ID)
+                    .content_type("application/json")
+                    .body(aws_smithy_types::Blob::new(match &r["request"] {
+                        Value::String(raw) => raw.clone(),
+                        other => other.to_string(),
+                    }))
+                    .send()
+                    .await
+                    .unwrap_err()
+                    .into_service_error();
+                (
+                    e.is_validation_exception(),
+                    e.meta().message().map(str::to_string),
+                )
+            }
+        };
+        assert!(validation, "{name}: a ValidationException");
+        assert_eq!(text.as_deref(), Some(message), "{name}");
+    }
+}
+
+/// (b) for Bedrock: the local Bedrock, sent the recording's request signed as the SDK signs it,
+/// refuses it with the recorded status, error type and wording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_bedrock_refuses_every_recorded_request_as_bedrock_did() {
+    let cloud = cloud().await;
+    let credentials = provider_from_env(&cloud).credentials().await.unwrap();
+    let credentials = aws_credential_types::Credentials::new(
+        credentials.access_key_id(),
+        credentials.secret_access_key(),
+        credentials.session_token().map(str::to_string),
+        None,
+        "test",
+    );
+    for (name, r) in recordings("bedrock") {
+        let action = match r["operation"].as_str().unwrap() {
+            "Converse" => "converse",
+            _ => "invoke",
+        };
+        let (status, error_type, body) = signed_bedrock_post(
+            &cloud,
+            credentials.clone(),
+            &format!("/model/{}/{action}", ids::BEDROCK_MODEL_ID),
+            &r["request"],
+        )
+        .await;
+        assert_eq!(
+            status,
+            r["status"].as_u64().unwrap() as u16,
+            "{name}: {body}"
+        );
+        assert!(
+            error_type
+                .as_deref()
+                .is_some_and(|t| t.split(':').next() == r["code"].as_str()),
+            "{name}: x-amzn-errortype {error_type:?}"
+        );
+        let ours = body["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {body}"));
+        let recorded = r["message"].as_str().unwrap();
+        if r["message_suffix"] == true {
+            assert!(
+                wording(ours).ends_with(&wording(recorded)),
+                "{name}: ours «{ours}» ends with the recorded «{recorded}»"
+            );
+        } else {
+            same_wording(recorded, ours, &name);
+        }
+    }
 }

@@ -240,6 +240,109 @@ fn describe_weather(result: &Value) -> String {
     )
 }
 
+/// Converse's checks of a conversation, in the order this emulation applies them, each worded as
+/// recorded from real Bedrock (tests/recorded/bedrock/): a user turn first, tool blocks only with
+/// a `toolConfig`, no blank text, alternating roles, no empty error `toolResult`, no content after
+/// a `toolUse` in an assistant turn (Anthropic's check, passed through), and every `toolUse`
+/// answered by a `toolResult` in the next user turn.
+fn validate_conversation(req: &Value) -> Result<(), BedrockError> {
+    let invalid = |m: String| error(400, "ValidationException", &m);
+    let empty = Vec::new();
+    let messages = req["messages"].as_array().unwrap_or(&empty);
+    if messages.first().is_none_or(|m| m["role"] != "user") {
+        return Err(invalid(
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message.".into(),
+        ));
+    }
+    let blocks = |m: &Value| m["content"].as_array().cloned().unwrap_or_default();
+    let uses_tools = messages.iter().any(|m| {
+        blocks(m)
+            .iter()
+            .any(|b| b.get("toolUse").is_some() || b.get("toolResult").is_some())
+    });
+    if uses_tools && req.get("toolConfig").is_none_or(Value::is_null) {
+        return Err(invalid(
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks.".into(),
+        ));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        for (j, b) in blocks(m).iter().enumerate() {
+            if b["text"].as_str().is_some_and(|t| t.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
+                )));
+            }
+        }
+    }
+    if messages.windows(2).any(|w| w[0]["role"] == w[1]["role"]) {
+        return Err(invalid(
+            "A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.".into(),
+        ));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        for (j, b) in blocks(m).iter().enumerate() {
+            let Some(result) = b.get("toolResult") else {
+                continue;
+            };
+            let no_content = result["content"].as_array().is_none_or(Vec::is_empty);
+            if result["status"] == "error" && no_content {
+                return Err(invalid(format!(
+                    "The content field at messages.{i}.content.{j}.toolResult cannot be empty when status value is error."
+                )));
+            }
+        }
+    }
+    let tool_use_ids = |m: &Value| -> Vec<String> {
+        blocks(m)
+            .iter()
+            .filter_map(|b| b["toolUse"]["toolUseId"].as_str().map(str::to_string))
+            .collect()
+    };
+    for (i, m) in messages.iter().enumerate() {
+        if m["role"] != "assistant" {
+            continue;
+        }
+        let ids = tool_use_ids(m);
+        if ids.is_empty() {
+            continue;
+        }
+        let content = blocks(m);
+        let after_last_use = content
+            .iter()
+            .rposition(|b| b.get("toolUse").is_some())
+            .map(|p| p + 1 < content.len())
+            .unwrap_or(false);
+        let answered: Vec<String> = messages
+            .get(i + 1)
+            .map(|next| {
+                blocks(next)
+                    .iter()
+                    .filter_map(|b| b["toolResult"]["toolUseId"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if after_last_use {
+            return Err(invalid(format!(
+                "The model returned the following errors: messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+                ids.join(", ")
+            )));
+        }
+        let missing: Vec<&String> = ids.iter().filter(|id| !answered.contains(id)).collect();
+        if !missing.is_empty() && i + 1 < messages.len() {
+            return Err(invalid(format!(
+                "Expected toolResult blocks at messages.{}.content for the following Ids: {}",
+                i + 1,
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /model/{modelId}/converse`.
 pub async fn converse(
     State(s): State<Arc<CloudState>>,
@@ -267,14 +370,9 @@ pub async fn converse(
             "Malformed input request, please reformat your input and try again.",
         ));
     };
-    let Some(messages) = req["messages"].as_array().filter(|m| !m.is_empty()) else {
-        return Err(error(
-            400,
-            "ValidationException",
-            "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
-        ));
-    };
-    let last = messages.last().expect("non-empty");
+    validate_conversation(&req)?;
+    let messages = req["messages"].as_array().cloned().unwrap_or_default();
+    let last = messages.last().expect("validated: non-empty");
     let blocks = last["content"].as_array().cloned().unwrap_or_default();
     let last_text = blocks.iter().find_map(|b| b["text"].as_str());
     let tool_result = blocks
@@ -307,6 +405,100 @@ pub async fn converse(
     .into_response())
 }
 
+/// The top-level keys Bedrock takes in an Anthropic Messages body.
+const ANTHROPIC_KEYS: &[&str] = &[
+    "anthropic_version",
+    "anthropic_beta",
+    "max_tokens",
+    "messages",
+    "system",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+];
+
+/// The version string Bedrock's Anthropic models take.
+const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// InvokeModel's schema check of an Anthropic Messages body, worded as recorded (Claude 3 era):
+/// every violation as `#: …`, joined without a separator, after the schema-alternative line that
+/// appears when the body has `messages`; then the version's own check.
+fn validate_anthropic_body(req: &Value, raw: &[u8]) -> Result<(), BedrockError> {
+    let Some(body) = req.as_object() else {
+        return Err(error(
+            400,
+            "ValidationException",
+            "Malformed input request: #: expected type: JSONObject, found: JSONArray, please reformat your input and try again.",
+        ));
+    };
+    let mut violations = String::new();
+    for key in ["anthropic_version", "max_tokens", "messages"] {
+        if !body.contains_key(key) {
+            violations.push_str(&format!("#: required key [{key}] not found"));
+        }
+    }
+    // In the order the body has them, as Bedrock lists them.
+    for key in top_level_keys_in_order(raw) {
+        if !ANTHROPIC_KEYS.contains(&key.as_str()) {
+            violations.push_str(&format!("#: extraneous key [{key}] is not permitted"));
+        }
+    }
+    if !violations.is_empty() {
+        let alternative = if body.contains_key("messages") {
+            "#: subject must not be valid against schema {\"required\":[\"messages\"]}"
+        } else {
+            ""
+        };
+        return Err(error(
+            400,
+            "ValidationException",
+            &format!(
+                "Malformed input request: {alternative}{violations}, please reformat your input and try again."
+            ),
+        ));
+    }
+    let version = req["anthropic_version"].as_str().unwrap_or_default();
+    if version != ANTHROPIC_VERSION {
+        let shown = req["anthropic_version"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| req["anthropic_version"].to_string());
+        return Err(error(
+            400,
+            "ValidationException",
+            &format!("Invalid API version: {shown}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The keys of a JSON object in the order they appear (`serde_json::Map` sorts them).
+fn top_level_keys_in_order(raw: &[u8]) -> Vec<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut keys = Vec::new();
+            while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_slice(raw), Keys)
+        .unwrap_or_default()
+}
+
 /// `POST /model/{modelId}/invoke` with an Anthropic Messages body.
 pub async fn invoke(
     State(s): State<Arc<CloudState>>,
@@ -326,13 +518,7 @@ pub async fn invoke(
             "Malformed input request, please reformat your input and try again.",
         ));
     };
-    if req["anthropic_version"].as_str().is_none() || req["max_tokens"].as_u64().is_none() {
-        return Err(error(
-            400,
-            "ValidationException",
-            "Malformed input request: #: required key [anthropic_version] or [max_tokens] not found, please reformat your input and try again.",
-        ));
-    }
+    validate_anthropic_body(&req, &body)?;
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let last = messages.last().cloned().unwrap_or_default();
     let (last_text, tool_result) = match &last["content"] {
