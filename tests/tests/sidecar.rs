@@ -450,3 +450,99 @@ async fn an_entra_fault_fails_only_the_tokens_the_cache_does_not_hold() {
         .await
         .expect("acquired once Entra recovers");
 }
+
+/// `/DownstreamApi` as sidecar 1.1.x does it: the method from `optionsOverride.HttpMethod`, the
+/// caller's body forwarded when it has a Content-Type, and the downstream's own content headers
+/// returned (no invented ones); `content` is null when the downstream sends no Content-Length
+/// (a chunked body), as HttpContent gives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_api_forwards_method_and_body_and_returns_the_downstreams_content_headers() {
+    use axum::http::{HeaderMap, Method};
+    let cloud = cloud().await;
+    let api = axum::Router::new()
+        .route(
+            "/echo",
+            axum::routing::any(
+                |method: Method, headers: HeaderMap, body: String| async move {
+                    let content_type = headers
+                        .get("content-type")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    (
+                        [
+                            ("content-language", "de-DE"),
+                            ("x-not-a-content-header", "1"),
+                        ],
+                        axum::Json(serde_json::json!({
+                            "method": method.as_str(),
+                            "body": body,
+                            "content_type": content_type,
+                        })),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/chunked",
+            axum::routing::get(|| async {
+                let chunks = futures::stream::iter([Ok::<_, std::io::Error>("part")]);
+                axum::body::Body::from_stream(chunks)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let sidecar_url = start_sidecar(&cloud, false, &base).await;
+    let user = user_token(&cloud).await;
+    let call = |path: &str, method: Option<&str>, body: Option<&str>| {
+        let mut url =
+            reqwest::Url::parse(&format!("{sidecar_url}/DownstreamApi/weather-api")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("AgentIdentity", ids::AGENT_CLIENT_ID)
+            .append_pair("optionsOverride.RelativePath", path);
+        if let Some(m) = method {
+            url.query_pairs_mut()
+                .append_pair("optionsOverride.HttpMethod", m);
+        }
+        let mut req = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(user.expose_secret());
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let answer = call("/echo", Some("PUT"), Some(r#"{"city":"Dallas"}"#)).await;
+    let echoed: serde_json::Value =
+        serde_json::from_str(answer["content"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["method"], "PUT");
+    assert_eq!(echoed["body"], r#"{"city":"Dallas"}"#);
+    assert_eq!(echoed["content_type"], "application/json");
+    let headers = &answer["headers"];
+    assert_eq!(headers["Content-Language"], serde_json::json!(["de-DE"]));
+    assert_eq!(
+        headers["Content-Type"],
+        serde_json::json!(["application/json"])
+    );
+    assert!(headers.get("x-not-a-content-header").is_none(), "{headers}");
+    // Without a Content-Type the body stays behind; the configured method (GET) applies.
+    let bare = call("/echo", None, None).await;
+    let echoed: serde_json::Value =
+        serde_json::from_str(bare["content"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (echoed["method"].as_str(), echoed["body"].as_str()),
+        (Some("GET"), Some(""))
+    );
+    let chunked = call("/chunked", None, None).await;
+    assert_eq!(chunked["statusCode"], 200);
+    assert!(chunked["content"].is_null(), "{chunked}");
+    assert!(
+        chunked["headers"].get("Content-Length").is_none(),
+        "{chunked}"
+    );
+}

@@ -30,6 +30,8 @@ pub struct DownstreamApi {
     pub scopes: Vec<String>,
     /// `RequestAppToken`: app token instead of on-behalf-of on authenticated routes.
     pub request_app_token: bool,
+    /// `HttpMethod` for `/DownstreamApi` (default GET).
+    pub http_method: Option<String>,
 }
 
 /// Sidecar settings (the `AzureAd__*`, `DownstreamApis__*` and `Sidecar__AllowOverrides__*` variables).
@@ -62,6 +64,7 @@ impl SidecarConfig {
                 base_url: weather_base.into(),
                 scopes: vec![format!("{}/.default", ids::WEATHER_API_AUDIENCE)],
                 request_app_token: false,
+                http_method: None,
             },
         );
         Self {
@@ -665,7 +668,25 @@ struct DownstreamQuery {
     agent_identity: Option<String>,
     #[serde(rename = "optionsOverride.RelativePath")]
     relative_path: Option<String>,
+    #[serde(rename = "optionsOverride.HttpMethod")]
+    http_method: Option<String>,
 }
+
+/// The headers .NET counts as content headers (`HttpContent.Headers`): the only ones
+/// `/DownstreamApi` returns.
+const CONTENT_HEADERS: &[(&str, &str)] = &[
+    ("allow", "Allow"),
+    ("content-disposition", "Content-Disposition"),
+    ("content-encoding", "Content-Encoding"),
+    ("content-language", "Content-Language"),
+    ("content-length", "Content-Length"),
+    ("content-location", "Content-Location"),
+    ("content-md5", "Content-MD5"),
+    ("content-range", "Content-Range"),
+    ("content-type", "Content-Type"),
+    ("expires", "Expires"),
+    ("last-modified", "Last-Modified"),
+];
 
 async fn downstream(
     State(s): State<Arc<Sidecar>>,
@@ -673,6 +694,7 @@ async fn downstream(
     headers: HeaderMap,
     Path(api): Path<String>,
     Query(q): Query<DownstreamQuery>,
+    body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
     let token = s
         .caller_agent_token(
@@ -689,23 +711,55 @@ async fn downstream(
         cfg.base_url.trim_end_matches('/'),
         q.relative_path.unwrap_or_default().trim_start_matches('/')
     );
-    let resp = match s.http.get(url).bearer_auth(token).send().await {
+    let method = q
+        .http_method
+        .or(cfg.http_method)
+        .unwrap_or_else(|| "GET".into());
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| problem(400, &format!("The HTTP method '{method}' is not valid.")))?;
+    let mut request = s.http.request(method, url).bearer_auth(token);
+    // The caller's body goes along only when it says what it is (the sidecar reads it as
+    // HttpContent only then).
+    if let Some(content_type) = headers.get("content-type") {
+        request = request
+            .header("content-type", content_type.clone())
+            .body(body);
+    }
+    let resp = match request.send().await {
         Ok(r) => r,
         Err(e) => return Err(problem(500, &format!("An unexpected error occurred. {e}"))),
     };
     let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = resp.text().await.unwrap_or_default();
     let mut content_headers = serde_json::Map::new();
-    if let Some(ct) = content_type {
-        content_headers.insert("Content-Type".into(), json!([ct]));
+    for (wire, dotnet) in CONTENT_HEADERS {
+        let values: Vec<Value> = resp
+            .headers()
+            .get_all(*wire)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| json!(v))
+            .collect();
+        if !values.is_empty() {
+            content_headers.insert((*dotnet).into(), Value::Array(values));
+        }
     }
-    content_headers.insert("Content-Length".into(), json!([body.len().to_string()]));
-    Ok(no_cache(Json(json!({"statusCode": status, "headers": content_headers, "content": if body.is_empty() { Value::Null } else { json!(body) }})).into_response()))
+    // `content` is read only when the downstream declared a length above zero.
+    let declared_length = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let body = resp.text().await.unwrap_or_default();
+    let content = if declared_length > 0 {
+        json!(body)
+    } else {
+        Value::Null
+    };
+    Ok(no_cache(
+        Json(json!({"statusCode": status, "headers": content_headers, "content": content}))
+            .into_response(),
+    ))
 }
 
 /// A JWT's payload, not verified (for the checks IdentityModel makes before it gives up on an
