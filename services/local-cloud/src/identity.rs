@@ -113,6 +113,29 @@ fn selected(
     select(&state.registry(), &by).ok().cloned()
 }
 
+/// IMDS without a selector: the system-assigned identity, else the one user-assigned identity;
+/// with several user-assigned ones and no system-assigned, IMDS cannot pick (recorded in Go
+/// SDK output: `{"error":"invalid_request","error_description":"Multiple user assigned
+/// identities exist, please specify the clientId / resourceId of the identity in the token
+/// request"}`).
+fn imds_default(reg: &Registry) -> Result<ManagedIdentity, &'static str> {
+    let attached: Vec<&ManagedIdentity> = reg
+        .managed_identities
+        .iter()
+        .filter(|m| m.attached)
+        .collect();
+    if let Some(system) = attached.iter().find(|m| m.system_assigned) {
+        return Ok((*system).clone());
+    }
+    match attached.as_slice() {
+        [only] => Ok((*only).clone()),
+        [] => Err("Identity not found"),
+        _ => Err(
+            "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request",
+        ),
+    }
+}
+
 fn select<'a>(reg: &'a Registry, by: &[(&str, &str)]) -> Result<&'a ManagedIdentity, ()> {
     let attached = reg.managed_identities.iter().filter(|m| m.attached);
     let mut found = None;
@@ -271,16 +294,21 @@ pub async fn imds(
         );
     };
     // IMDS names the resource-id selector msi_res_id.
-    let Some(mi) = selected(
-        &state,
-        &q,
-        &[
-            ("client_id", "client_id"),
-            ("object_id", "object_id"),
-            ("msi_res_id", "mi_res_id"),
-        ],
-    ) else {
-        return error(400, "invalid_request", "Identity not found");
+    let selectors = [
+        ("client_id", "client_id"),
+        ("object_id", "object_id"),
+        ("msi_res_id", "mi_res_id"),
+    ];
+    let mi = if selectors.iter().any(|(p, _)| q.contains_key(*p)) {
+        match selected(&state, &q, &selectors) {
+            Some(mi) => mi,
+            None => return error(400, "invalid_request", "Identity not found"),
+        }
+    } else {
+        match imds_default(&state.registry()) {
+            Ok(mi) => mi,
+            Err(why) => return error(400, "invalid_request", why),
+        }
     };
     let now = unix_seconds(state.clock.now());
     let Some((token, exp)) = mint_mi_token(&state, &mi, resource) else {

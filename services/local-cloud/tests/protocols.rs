@@ -532,3 +532,43 @@ async fn tokens_carry_only_the_claims_entra_emits_for_their_kind() {
         "requested as an optional claim"
     );
 }
+
+/// IMDS without a selector: the system-assigned identity, else the only user-assigned one; with
+/// several user-assigned identities and no system-assigned one it cannot choose and says so.
+#[tokio::test]
+async fn imds_picks_the_only_user_assigned_identity_and_refuses_to_guess_among_several() {
+    let c = cloud().await;
+    let user_assigned = |name: &str, n: u8| local_cloud::registry::ManagedIdentity {
+        name: name.into(),
+        object_id: format!("00000000-0000-4000-8000-0000000000{n:02}"),
+        client_id: format!("10000000-0000-4000-8000-0000000000{n:02}"),
+        resource_id: format!(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+        ),
+        system_assigned: false,
+        attached: true,
+    };
+    c.edit_registry(|r| {
+        r.managed_identities = vec![user_assigned("only", 1)];
+    });
+    let imds = || {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://AzureADTokenExchange",
+                c.http_url()
+            ))
+            .header("Metadata", "true")
+            .send()
+    };
+    let ok: Value = imds().await.unwrap().json().await.unwrap();
+    let claims = claims_of(ok["access_token"].as_str().expect("a token"));
+    assert_eq!(claims["oid"], "00000000-0000-4000-8000-000000000001");
+    c.edit_registry(|r| r.managed_identities.push(user_assigned("second", 2)));
+    let refused = imds().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "invalid_request", "error_description": "Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request"})
+    );
+}
