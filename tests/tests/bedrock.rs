@@ -299,3 +299,72 @@ async fn session_policies_intersect_with_the_roles_permissions() {
         "{managed}"
     );
 }
+
+/// The SigV4 credential scope names the region the endpoint serves: a client configured for
+/// another region is refused as AWS refuses it ("Credential should be scoped to a valid region").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_signed_for_another_region_is_refused() {
+    let cloud = cloud().await;
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
+        .region(aws_sdk_bedrockruntime::config::Region::new("eu-west-1"))
+        .endpoint_url(cloud.http_url())
+        .credentials_provider(provider_from_env(&cloud))
+        .build();
+    let err = aws_sdk_bedrockruntime::Client::from_conf(config)
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("hi"))
+        .send()
+        .await
+        .unwrap_err();
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let meta = err.into_service_error();
+    let meta = aws_sdk_bedrockruntime::error::ProvideErrorMetadata::meta(&meta);
+    assert_eq!(
+        (status, meta.code(), meta.message()),
+        (
+            Some(403),
+            Some("InvalidSignatureException"),
+            Some("Credential should be scoped to a valid region. ")
+        )
+    );
+}
+
+/// Invoking a cross-region inference profile needs the foundation model allowed in every region
+/// the profile may route to, as AWS documents; a policy naming only the caller's region is
+/// refused, naming a destination region's model ARN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inference_profile_needs_the_model_in_every_destination_region() {
+    let cloud = cloud().await;
+    cloud.edit_registry(|r| {
+        let role = r.role_mut(ids::ROLE_NAME).unwrap();
+        role.permission_policies =
+            vec![serde_json::from_value(serde_json::json!({
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": "bedrock:InvokeModel",
+                "Resource": [
+                    "arn:aws:bedrock:us-east-2::foundation-model/anthropic.*",
+                    format!("arn:aws:bedrock:*:{}:inference-profile/*", ids::AWS_ACCOUNT_ID),
+                ]
+            }]
+        }))
+        .unwrap()];
+    });
+    let err = bedrock(&cloud, provider_from_env(&cloud))
+        .converse()
+        .model_id(ids::BEDROCK_MODEL_ID)
+        .messages(user("hi"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_access_denied_exception(), "{err:?}");
+    assert!(
+        err.to_string().contains(
+            "on resource: arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku"
+        ),
+        "{err}"
+    );
+}

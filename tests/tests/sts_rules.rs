@@ -276,3 +276,32 @@ async fn session_policies_report_their_packed_size() {
         );
     }
 }
+
+/// GetCallerIdentity signed for a region this endpoint does not serve (neither its own nor
+/// us-east-1, the global endpoint's) is refused as STS refuses it.
+#[tokio::test]
+async fn get_caller_identity_signed_for_another_region_is_refused() {
+    let cloud = cloud().await;
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("eu-west-1"))
+        .endpoint_url(cloud.http_url())
+        .credentials_provider(provider_from_env(&cloud))
+        .build();
+    let err = aws_sdk_sts::Client::from_conf(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err();
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let service = err.into_service_error();
+    let meta = aws_sdk_sts::error::ProvideErrorMetadata::meta(&service);
+    assert_eq!(
+        (status, meta.code(), meta.message()),
+        (
+            Some(403),
+            Some("SignatureDoesNotMatch"),
+            Some("Credential should be scoped to a valid region. ")
+        )
+    );
+}

@@ -57,13 +57,48 @@ fn error(status: u16, kind: &str, message: &str) -> BedrockError {
 
 const PROFILE_PREFIXES: &[&str] = &["us.", "eu.", "apac.", "global."];
 
-/// The ARNs `bedrock:InvokeModel` is evaluated on for a model id.
-fn resources(model: &str, region: &str, account: &str) -> Vec<String> {
-    match PROFILE_PREFIXES.iter().find_map(|p| model.strip_prefix(p)) {
-        Some(base) => vec![
-            format!("arn:aws:bedrock:{region}:{account}:inference-profile/{model}"),
-            format!("arn:aws:bedrock:{region}::foundation-model/{base}"),
+/// The regions a geography's cross-region inference profile may route to. They vary by model;
+/// these are Claude 3 Haiku's (the default model), and the emulation applies them to every model
+/// of the geography (docs/local-cloud.md).
+fn destination_regions(prefix: &str, caller_region: &str) -> Vec<String> {
+    let regions: &[&str] = match prefix {
+        "us." => &["us-east-1", "us-east-2", "us-west-2"],
+        "eu." => &["eu-central-1", "eu-west-1", "eu-west-3"],
+        "apac." => &[
+            "ap-northeast-1",
+            "ap-northeast-2",
+            "ap-south-1",
+            "ap-southeast-1",
+            "ap-southeast-2",
         ],
+        // Global profiles route anywhere: their model ARN has no region.
+        _ => &[""],
+    };
+    let mut out: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
+    if !regions.contains(&"") && !out.iter().any(|r| r == caller_region) {
+        out.push(caller_region.to_string());
+        out.sort();
+    }
+    out
+}
+
+/// The ARNs `bedrock:InvokeModel` is evaluated on for a model id: for an inference profile, the
+/// profile in the caller's region and the foundation model in every region it may route to
+/// (AWS's documented requirement for cross-region inference).
+fn resources(model: &str, region: &str, account: &str) -> Vec<String> {
+    let profile = PROFILE_PREFIXES
+        .iter()
+        .find_map(|p| model.strip_prefix(p).map(|base| (*p, base)));
+    match profile {
+        Some((prefix, base)) => std::iter::once(format!(
+            "arn:aws:bedrock:{region}:{account}:inference-profile/{model}"
+        ))
+        .chain(
+            destination_regions(prefix, region)
+                .into_iter()
+                .map(|r| format!("arn:aws:bedrock:{r}::foundation-model/{base}")),
+        )
+        .collect(),
         None if model.starts_with("arn:") => vec![model.to_string()],
         None => vec![format!(
             "arn:aws:bedrock:{region}::foundation-model/{model}"
@@ -107,6 +142,14 @@ fn authorize(
         ),
         AuthError::Signature(m) => error(403, "InvalidSignatureException", &m),
     })?;
+    // The credential scope must name the region this endpoint serves.
+    if caller.region != s.registry().aws_region {
+        return Err(error(
+            403,
+            "InvalidSignatureException",
+            "Credential should be scoped to a valid region. ",
+        ));
+    }
     if !known_model(model) {
         return Err(error(
             400,
@@ -607,13 +650,20 @@ mod tests {
     }
 
     #[test]
-    fn inference_profiles_need_both_arns() {
+    fn inference_profiles_need_the_profile_and_the_model_in_every_destination_region() {
         assert_eq!(
             resources("us.anthropic.claude-3-haiku-20240307-v1:0", "us-east-2", "123456789012"),
             vec![
                 "arn:aws:bedrock:us-east-2:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0".to_string(),
-                "arn:aws:bedrock:us-east-2::foundation-model/anthropic.claude-3-haiku-20240307-v1:0".to_string()
+                "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0".to_string(),
+                "arn:aws:bedrock:us-east-2::foundation-model/anthropic.claude-3-haiku-20240307-v1:0".to_string(),
+                "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-3-haiku-20240307-v1:0".to_string(),
             ]
+        );
+        assert_eq!(
+            resources("anthropic.claude-3-haiku-20240307-v1:0", "eu-west-1", "123456789012"),
+            vec!["arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0".to_string()],
+            "a base model id is invoked in the caller's region only"
         );
     }
 }

@@ -515,6 +515,18 @@ fn get_caller_identity(
         ),
         AuthError::Signature(m) => fault(403, "SignatureDoesNotMatch", m),
     })?;
+    // The credential scope must name this endpoint's region (or us-east-1, the global
+    // endpoint's signing region).
+    {
+        let reg = s.registry();
+        if caller.region != reg.aws_region && caller.region != "us-east-1" {
+            return Err(fault(
+                403,
+                "SignatureDoesNotMatch",
+                "Credential should be scoped to a valid region. ",
+            ));
+        }
+    }
     let account = s.registry().aws_account_id.clone();
     let c = &caller.credentials;
     let request_id = guid();
