@@ -16,9 +16,17 @@ fn bedrock(
     cloud: &LocalCloud,
     credentials: impl aws_credential_types::provider::ProvideCredentials + 'static,
 ) -> aws_sdk_bedrockruntime::Client {
+    bedrock_in(cloud, "us-east-2", credentials)
+}
+
+fn bedrock_in(
+    cloud: &LocalCloud,
+    region: &'static str,
+    credentials: impl aws_credential_types::provider::ProvideCredentials + 'static,
+) -> aws_sdk_bedrockruntime::Client {
     let config = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
-        .region(aws_sdk_bedrockruntime::config::Region::new("us-east-2"))
+        .region(aws_sdk_bedrockruntime::config::Region::new(region))
         .endpoint_url(cloud.http_url())
         .credentials_provider(credentials)
         .build();
@@ -305,13 +313,7 @@ async fn session_policies_intersect_with_the_roles_permissions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_signed_for_another_region_is_refused() {
     let cloud = cloud().await;
-    let config = aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
-        .region(aws_sdk_bedrockruntime::config::Region::new("eu-west-1"))
-        .endpoint_url(cloud.http_url())
-        .credentials_provider(provider_from_env(&cloud))
-        .build();
-    let err = aws_sdk_bedrockruntime::Client::from_conf(config)
+    let err = bedrock_in(&cloud, "eu-west-1", provider_from_env(&cloud))
         .converse()
         .model_id(ids::BEDROCK_MODEL_ID)
         .messages(user("hi"))
