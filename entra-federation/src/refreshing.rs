@@ -30,6 +30,10 @@ use tokio::sync::watch;
 /// value that is still valid.
 pub const MANDATORY_WAIT: Duration = Duration::from_secs(3);
 
+/// What a value served after a caller's wait still has left, at least: a wait never ends by
+/// handing out a value at (or past) its expiry.
+pub const MIN_LEFT_WHEN_SERVED: Duration = Duration::from_secs(1);
+
 /// The longest the background task sleeps before it reads the wall clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 
@@ -193,11 +197,13 @@ impl<R: Resolve> RefreshingCache<R> {
         };
         core.ensure_background();
         let now = core.settings.clock.now();
+        // A value that would be gone by the end of the wait is not one to fall back on: waiting
+        // for as long as it has left would hand it out expired.
         let still_valid = core
             .read()
             .value
             .as_ref()
-            .filter(|c| now < c.expires_at)
+            .filter(|c| now + MIN_LEFT_WHEN_SERVED < c.expires_at)
             .map(|c| (c.value.clone(), c.expires_at));
         match still_valid {
             // Bounded too: an attempt whose runtime is no longer driven never answers.
@@ -212,7 +218,8 @@ impl<R: Resolve> RefreshingCache<R> {
                     }))
                 }),
             Some((value, expires_at)) => {
-                let bound = MANDATORY_WAIT.min(expires_at.duration_since(now).unwrap_or_default());
+                let left = expires_at.duration_since(now).unwrap_or_default();
+                let bound = MANDATORY_WAIT.min(left - MIN_LEFT_WHEN_SERVED);
                 match core
                     .settings
                     .clock

@@ -138,6 +138,7 @@ async fn concurrent_callers_of_a_transient_failure_share_one_retrying_attempt() 
         code: None,
         count: None,
         retry_after: Some(0),
+        ..Default::default()
     });
     let errors = callers_of_a_failing_chain(&cloud).await;
     for e in &errors {
@@ -200,6 +201,7 @@ async fn forty_eight_hours_renewed_ahead_never_expired_never_waiting_and_an_outa
                     code: None,
                     count: None,
                     retry_after: None,
+                    ..Default::default()
                 });
             }
         }
@@ -323,6 +325,7 @@ async fn an_outage_longer_than_the_credentials_never_hands_out_expired_ones() {
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     let mut served_after_expiry = 0;
     let mut errors = 0;
@@ -382,6 +385,7 @@ async fn an_sts_retry_never_re_hits_entra_or_the_identity_endpoint() {
         code: Some("Throttling".into()),
         count: Some(2),
         retry_after: None,
+        ..Default::default()
     });
     let provider = provider_from_env(&cloud);
     provider
@@ -402,6 +406,7 @@ async fn terminal_sts_errors_are_not_retried() {
         code: Some("InvalidIdentityToken".into()),
         count: Some(1),
         retry_after: None,
+        ..Default::default()
     });
     let provider = provider_from_env(&cloud);
     let e = provider.provide_credentials().await.expect_err("terminal");
@@ -422,6 +427,7 @@ async fn entra_throttling_and_5xx_are_retried_honouring_retry_after() {
         code: None,
         count: Some(1),
         retry_after: Some(7),
+        ..Default::default()
     });
     cloud.inject(Fault {
         target: "entra_token".into(),
@@ -429,6 +435,7 @@ async fn entra_throttling_and_5xx_are_retried_honouring_retry_after() {
         code: None,
         count: Some(1),
         retry_after: None,
+        ..Default::default()
     });
     let provider = provider_from_env(&cloud);
     let started = tokio::time::Instant::now();
@@ -479,6 +486,7 @@ async fn retry_after_zero_still_backs_off() {
             code: None,
             count: Some(2),
             retry_after: Some(0),
+            ..Default::default()
         });
         let provider = provider_from_env(&cloud);
         let started = tokio::time::Instant::now();

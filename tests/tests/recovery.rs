@@ -25,6 +25,7 @@ fn fault(target: &str, status: u16, code: Option<&str>, count: Option<u32>) -> F
         code: code.map(str::to_string),
         count,
         retry_after: None,
+        ..Default::default()
     }
 }
 

@@ -61,6 +61,7 @@ async fn after_a_failed_first_load_refreshes_still_happen_ahead_of_expiry() {
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     let provider = provider(&cloud, clock.clone());
     provider

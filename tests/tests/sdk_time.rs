@@ -41,6 +41,7 @@ async fn sts_retries_sleep_on_the_injected_sleep_and_time_moves_only_when_the_te
         code: Some("Throttling".into()),
         count: Some(2),
         retry_after: None,
+        ..Default::default()
     });
     let provider = builder_from_env(&env_of(&cloud))
         .time_source(time.clone())

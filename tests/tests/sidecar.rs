@@ -429,6 +429,7 @@ async fn an_entra_fault_fails_only_the_tokens_the_cache_does_not_hold() {
         code: Some("temporarily_unavailable".into()),
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     let cached = sidecar
         .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)

@@ -30,6 +30,7 @@ fn imds_fault(status: u16, count: Option<u32>, retry_after: Option<u64>) -> Faul
         code: None,
         count,
         retry_after,
+        ..Default::default()
     }
 }
 

@@ -324,6 +324,7 @@ async fn last_known_good_keys_survive_a_metadata_outage() {
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     // Force the periodic refresh path to run and fail.
     let loaded_at = v.keys().current().fetched_at;

@@ -91,6 +91,10 @@ pub enum SourceChoice {
     Custom(Arc<dyn AssertionSource>),
 }
 
+/// The default attempt deadline with VM IMDS: its 70 s window for 410 answers, its other retries,
+/// and the Entra and STS hops after it.
+const IMDS_ATTEMPT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Builds an [`EntraCredentialsProvider`].
 ///
 /// ```no_run
@@ -237,7 +241,8 @@ impl EntraCredentialsProviderBuilder {
     }
 
     /// The deadline of one refresh attempt: the identity endpoint, Entra and STS together, with
-    /// their retries (default 60 s). It holds whatever the HTTP client's own timeouts are.
+    /// their retries (default 60 s; 120 s with VM IMDS, whose 410 answers are retried for at
+    /// least the 70 s Azure documents). It holds whatever the HTTP client's own timeouts are.
     pub fn attempt_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -499,6 +504,7 @@ impl EntraCredentialsProviderBuilder {
             .resource
             .unwrap_or_else(|| exchange_resource_for(&authority).to_string());
         let imds_is_a_guess = self.imds_is_a_guess || self.source.is_none();
+        let mut default_deadline = crate::refreshing::DEFAULT_DEADLINE;
         let source: Arc<dyn AssertionSource> = match self
             .source
             .unwrap_or(SourceChoice::Imds(assertion::IMDS_TOKEN_URL.into()))
@@ -524,6 +530,8 @@ impl EntraCredentialsProviderBuilder {
                     self.allow_http,
                 )?;
                 let http = identity_http(&url)?;
+                // IMDS asks for 410 to be retried for at least 70 s: an attempt must outlast it.
+                default_deadline = IMDS_ATTEMPT_DEADLINE;
                 let imds = ImdsSource::from_parts(
                     url,
                     self.managed_identity.clone(),
@@ -570,9 +578,7 @@ impl EntraCredentialsProviderBuilder {
             request,
             clock,
             jitter,
-            attempt_timeout: self
-                .attempt_timeout
-                .unwrap_or(crate::refreshing::DEFAULT_DEADLINE),
+            attempt_timeout: self.attempt_timeout.unwrap_or(default_deadline),
         })
     }
 }

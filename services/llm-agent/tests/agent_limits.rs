@@ -207,6 +207,7 @@ async fn readyz_is_503_naming_the_dependency_that_is_down() {
         code: Some("AccessDenied".into()),
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     let no_credentials = agent(&refusing, &[]).await;
     let (status, body) = get(&format!("{no_credentials}/readyz")).await;
@@ -419,6 +420,7 @@ async fn obo_answers_503_not_401_while_user_tokens_cannot_be_validated() {
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     let (s, reply) = chat(&agent, body.clone()).await;
     assert_eq!(

@@ -386,6 +386,20 @@ fn validate_conversation(req: &Value) -> Result<(), BedrockError> {
     Ok(())
 }
 
+/// Counts the call and answers an injected fault: a canned answer (`Ok(Some)`), or Bedrock's
+/// error for a status fault.
+async fn door(s: &CloudState, name: &str) -> Result<Option<Response>, BedrockError> {
+    match s.door(name, "application/json").await {
+        Ok(None) => Ok(None),
+        Ok(Some(f)) => Err(error(
+            f.status,
+            f.code.as_deref().unwrap_or("ServiceUnavailableException"),
+            "Injected failure.",
+        )),
+        Err(canned) => Ok(Some(canned)),
+    }
+}
+
 /// `POST /model/{modelId}/converse`.
 pub async fn converse(
     State(s): State<Arc<CloudState>>,
@@ -395,14 +409,8 @@ pub async fn converse(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BedrockError> {
-    s.count("bedrock:Converse");
-    s.latency("bedrock:Converse").await;
-    if let Some(f) = s.take_fault("bedrock:Converse") {
-        return Err(error(
-            f.status,
-            f.code.as_deref().unwrap_or("ServiceUnavailableException"),
-            "Injected failure.",
-        ));
+    if let Some(canned) = door(&s, "bedrock:Converse").await? {
+        return Ok(canned);
     }
     authorize(&s, &method, &uri, &headers, &body, &model)?;
     let started = tokio::time::Instant::now();
@@ -551,8 +559,9 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BedrockError> {
-    s.count("bedrock:InvokeModel");
-    s.latency("bedrock:InvokeModel").await;
+    if let Some(canned) = door(&s, "bedrock:InvokeModel").await? {
+        return Ok(canned);
+    }
     authorize(&s, &method, &uri, &headers, &body, &model)?;
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return Err(error(

@@ -90,13 +90,8 @@ async fn clear_faults(State(s): State<Arc<CloudState>>) -> StatusCode {
 }
 
 async fn rotate_keys(State(s): State<Arc<CloudState>>) -> Response {
-    let result = s
-        .tenant_keys
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .rotate();
-    match result {
-        Ok(()) => Json(serde_json::json!({"kid": s.tenant_keys.read().unwrap_or_else(|p| p.into_inner()).current().kid})).into_response(),
+    match s.rotate_tenant_keys() {
+        Ok(kid) => Json(serde_json::json!({ "kid": kid })).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }

@@ -71,6 +71,9 @@ pub(crate) fn unknown_tenant(tenant: &str) -> AadError {
     )
 }
 
+/// The content type of Entra's documents.
+const JSON: &str = "application/json; charset=utf-8";
+
 /// `GET /{tenant}/.well-known/openid-configuration` (v1).
 pub async fn metadata_v1(
     State(s): State<Arc<CloudState>>,
@@ -78,8 +81,10 @@ pub async fn metadata_v1(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
-    s.latency("entra_metadata").await;
-    metadata(&s, tls, &headers, &tenant, false)
+    match s.door("entra_metadata", JSON).await {
+        Ok(fault) => metadata(&s, tls, &headers, &tenant, false, fault),
+        Err(canned) => canned,
+    }
 }
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
@@ -89,32 +94,25 @@ pub async fn metadata_v2(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
-    s.latency("entra_metadata").await;
-    metadata(&s, tls, &headers, &tenant, true)
+    match s.door("entra_metadata", JSON).await {
+        Ok(fault) => metadata(&s, tls, &headers, &tenant, true, fault),
+        Err(canned) => canned,
+    }
 }
 
 /// The multi-tenant aliases whose key documents Entra serves (the keys are the same for every
 /// tenant; v1 tenant metadata points its `jwks_uri` at `common`).
 const MULTI_TENANT_ALIASES: [&str; 3] = ["common", "organizations", "consumers"];
 
-/// Counts the call, applies an injected fault, and checks the tenant: the common prologue of the
-/// metadata and keys documents.
+/// Answers an injected `Status` fault and checks the tenant: the common prologue of the metadata
+/// and keys documents (the handlers count the call and take the fault).
 fn document_guard<'a>(
     s: &'a CloudState,
     tenant: &str,
-    counter: &str,
-) -> Result<std::sync::RwLockReadGuard<'a, Registry>, AadError> {
-    document_guard_with(s, tenant, counter, false)
-}
-
-fn document_guard_with<'a>(
-    s: &'a CloudState,
-    tenant: &str,
-    counter: &str,
+    fault: Option<crate::state::Fault>,
     multi_tenant_alias_ok: bool,
 ) -> Result<std::sync::RwLockReadGuard<'a, Registry>, AadError> {
-    s.count(counter);
-    if let Some(f) = s.take_fault(counter) {
+    if let Some(f) = fault {
         return Err(AadError::new(
             f.status,
             "temporarily_unavailable",
@@ -134,8 +132,15 @@ fn document_guard_with<'a>(
     Ok(reg)
 }
 
-fn metadata(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
-    let reg = match document_guard(s, tenant, "entra_metadata") {
+fn metadata(
+    s: &CloudState,
+    tls: bool,
+    headers: &HeaderMap,
+    tenant: &str,
+    v2: bool,
+    fault: Option<crate::state::Fault>,
+) -> Response {
+    let reg = match document_guard(s, tenant, fault, false) {
         Ok(reg) => reg,
         Err(e) => return e.render(s, tls, headers),
     };
@@ -191,8 +196,10 @@ pub async fn jwks_v1(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
-    s.latency("entra_jwks").await;
-    jwks(&s, tls, &headers, &tenant, false)
+    match s.door("entra_jwks", JSON).await {
+        Ok(fault) => jwks(&s, tls, &headers, &tenant, false, fault),
+        Err(canned) => canned,
+    }
 }
 
 /// `GET /{tenant}/discovery/v2.0/keys`.
@@ -202,12 +209,21 @@ pub async fn jwks_v2(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
-    s.latency("entra_jwks").await;
-    jwks(&s, tls, &headers, &tenant, true)
+    match s.door("entra_jwks", JSON).await {
+        Ok(fault) => jwks(&s, tls, &headers, &tenant, true, fault),
+        Err(canned) => canned,
+    }
 }
 
-fn jwks(s: &CloudState, tls: bool, headers: &HeaderMap, tenant: &str, v2: bool) -> Response {
-    let reg = match document_guard_with(s, tenant, "entra_jwks", true) {
+fn jwks(
+    s: &CloudState,
+    tls: bool,
+    headers: &HeaderMap,
+    tenant: &str,
+    v2: bool,
+    fault: Option<crate::state::Fault>,
+) -> Response {
+    let reg = match document_guard(s, tenant, fault, true) {
         Ok(reg) => reg,
         Err(e) => return e.render(s, tls, headers),
     };
@@ -298,7 +314,8 @@ pub type EntraResult = Result<Value, AadError>;
 pub fn issue(s: &CloudState, reg: &Registry, claims: Value, v1: bool) -> Value {
     let lifetime = access_token_lifetime(reg);
     let mut claims = claims;
-    let now = unix_seconds(s.clock.now());
+    // The issuing clock, skewed when a test says so (`CloudState::skew_clock`).
+    let now = unix_seconds(s.issuing_now("entra_token"));
     claims["iat"] = json!(now);
     claims["nbf"] = json!(now);
     claims["exp"] = json!(now + lifetime);

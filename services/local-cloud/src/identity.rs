@@ -22,7 +22,8 @@ pub fn mint_mi_token(
 ) -> Option<(String, u64)> {
     let reg = state.registry();
     let aud = audience_for_resource(&reg, resource)?;
-    let now = unix_seconds(state.clock.now());
+    // The issuing clock, skewed when a test says so (`CloudState::skew_clock`).
+    let now = unix_seconds(state.issuing_now("managed_identity"));
     let exp = now + reg.lifetimes.managed_identity;
     let mut claims = json!({
         "aud": aud,
@@ -171,8 +172,6 @@ pub async fn app_service(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    state.count("identity_endpoint");
-    state.latency("identity_endpoint").await;
     let error = |status: u16, message: &str| {
         let correlation = guid();
         let mut resp = (
@@ -186,7 +185,14 @@ pub async fn app_service(
         );
         resp
     };
-    if let Some(f) = state.take_fault("identity_endpoint") {
+    let fault = match state
+        .door("identity_endpoint", "application/json; charset=utf-8")
+        .await
+    {
+        Ok(f) => f,
+        Err(canned) => return canned,
+    };
+    if let Some(f) = fault {
         let mut r = error(f.status, "Injected failure.");
         add_retry_after(&mut r, f.retry_after);
         return r;
@@ -251,8 +257,6 @@ pub async fn imds(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    state.count("imds");
-    state.latency("imds").await;
     let error = |status: u16, code: &str, description: &str| {
         (
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -260,7 +264,11 @@ pub async fn imds(
         )
             .into_response()
     };
-    if let Some(f) = state.take_fault("imds") {
+    let fault = match state.door("imds", "application/json; charset=utf-8").await {
+        Ok(f) => f,
+        Err(canned) => return canned,
+    };
+    if let Some(f) = fault {
         let code = f.code.clone().unwrap_or_else(|| {
             if f.status >= 500 {
                 "unknown".into()
@@ -323,7 +331,7 @@ pub async fn imds(
     Json(json!({
         "access_token": token,
         "refresh_token": "",
-        "expires_in": (exp - now).to_string(),
+        "expires_in": exp.saturating_sub(now).to_string(),
         "expires_on": exp.to_string(),
         "not_before": now.to_string(),
         "resource": resource,

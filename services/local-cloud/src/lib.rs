@@ -42,7 +42,7 @@ pub mod tls;
 pub mod token_endpoint;
 
 pub use registry::{Registry, ids};
-pub use state::{CloudState, Fault, Hold};
+pub use state::{CloudState, Fault, FaultKind, Hold};
 
 use aws_smithy_async::time::{SharedTimeSource, TimeSource};
 use axum::Router;

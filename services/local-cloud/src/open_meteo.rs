@@ -151,9 +151,14 @@ pub async fn search(
     State(s): State<Arc<CloudState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.count("open_meteo:search");
-    s.latency("open_meteo:search").await;
-    if let Some(f) = s.take_fault("open_meteo:search") {
+    let fault = match s
+        .door("open_meteo:search", "application/json; charset=utf-8")
+        .await
+    {
+        Ok(f) => f,
+        Err(canned) => return canned,
+    };
+    if let Some(f) = fault {
         return (
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             Json(json!({"error": true, "reason": "Injected failure."})),
@@ -212,9 +217,14 @@ pub async fn forecast(
     State(s): State<Arc<CloudState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.count("open_meteo:forecast");
-    s.latency("open_meteo:forecast").await;
-    if let Some(f) = s.take_fault("open_meteo:forecast") {
+    let fault = match s
+        .door("open_meteo:forecast", "application/json; charset=utf-8")
+        .await
+    {
+        Ok(f) => f,
+        Err(canned) => return canned,
+    };
+    if let Some(f) = fault {
         return (
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             Json(json!({"error": true, "reason": "Injected failure."})),

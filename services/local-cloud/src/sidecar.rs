@@ -256,8 +256,18 @@ struct AgentQuery {
 }
 
 impl Sidecar {
-    fn count(&self, name: &str) {
-        self.cloud.count(name);
+    /// Every route's door: counts the call, waits out injected latency, and answers an injected
+    /// fault (`Ok(Some)` with a canned answer, `Err` with the problem for a `Status` fault).
+    async fn door(&self, name: &str) -> Result<Option<Response>, Refusal> {
+        match self
+            .cloud
+            .door(name, "application/json; charset=utf-8")
+            .await
+        {
+            Ok(None) => Ok(None),
+            Ok(Some(f)) => Err(problem(f.status, "Injected failure.")),
+            Err(canned) => Ok(Some(canned)),
+        }
     }
 
     fn api(&self, name: &str) -> Result<&DownstreamApi, Refusal> {
@@ -588,10 +598,9 @@ async fn unauthenticated(
     Path(api): Path<String>,
     Query(q): Query<AgentQuery>,
 ) -> Result<Response, Refusal> {
-    s.count("sidecar:AuthorizationHeaderUnauthenticated");
-    s.cloud
-        .latency("sidecar:AuthorizationHeaderUnauthenticated")
-        .await;
+    if let Some(canned) = s.door("sidecar:AuthorizationHeaderUnauthenticated").await? {
+        return Ok(canned);
+    }
     loopback_only(&peer)?;
     let cfg = s.api(&api)?.clone();
     let scope = cfg.scopes.join(" ");
@@ -617,14 +626,11 @@ async fn authenticated(
     Path(api): Path<String>,
     Query(q): Query<AgentQuery>,
 ) -> Result<Response, Refusal> {
+    if let Some(canned) = s.door("sidecar:AuthorizationHeader").await? {
+        return Ok(canned);
+    }
     let token = s
-        .caller_agent_token(
-            "sidecar:AuthorizationHeader",
-            &peer,
-            &headers,
-            &api,
-            q.agent_identity,
-        )
+        .caller_agent_token(&peer, &headers, &api, q.agent_identity)
         .await?;
     Ok(no_cache(
         Json(json!({"authorizationHeader": format!("Bearer {token}")})).into_response(),
@@ -632,18 +638,16 @@ async fn authenticated(
 }
 
 impl Sidecar {
-    /// The prologue of the authenticated routes: count, loopback, the caller's user token, the API,
-    /// then the agent's token for it (on behalf of the user, or app-only when `RequestAppToken`).
+    /// The prologue of the authenticated routes after [`Sidecar::door`]: loopback, the caller's
+    /// user token, the API, then the agent's token for it (on behalf of the user, or app-only
+    /// when `RequestAppToken`).
     async fn caller_agent_token(
         &self,
-        counter: &str,
         peer: &SocketAddr,
         headers: &HeaderMap,
         api: &str,
         agent: Option<String>,
     ) -> Result<String, Refusal> {
-        self.count(counter);
-        self.cloud.latency(counter).await;
         loopback_only(peer)?;
         let user = self.inbound_user(headers).await?;
         let cfg = self.api(api)?.clone();
@@ -696,14 +700,11 @@ async fn downstream(
     Query(q): Query<DownstreamQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
+    if let Some(canned) = s.door("sidecar:DownstreamApi").await? {
+        return Ok(canned);
+    }
     let token = s
-        .caller_agent_token(
-            "sidecar:DownstreamApi",
-            &peer,
-            &headers,
-            &api,
-            q.agent_identity,
-        )
+        .caller_agent_token(&peer, &headers, &api, q.agent_identity)
         .await?;
     let cfg = s.api(&api)?.clone();
     let url = format!(

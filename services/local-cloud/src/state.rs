@@ -28,10 +28,32 @@ pub struct IssuedCredentials {
     pub session_policies: Vec<crate::policy::PolicyDocument>,
 }
 
-/// A fault to inject: the next `count` calls (all, when `None`) to `target` fail with `status`.
+/// How an injected fault answers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// `status` with the service's own error body (and `Retry-After` when set).
+    #[default]
+    Status,
+    /// The head and part of the body, then the connection is dropped (a reset mid-answer).
+    Reset,
+    /// 200 with the service's content type and a body that is not its format.
+    Garbage,
+    /// 200 with the service's content type and its body cut short.
+    Truncated,
+    /// 200 with an HTML page, as a proxy or captive portal answers.
+    WrongContentType,
+    /// No answer until the faults are cleared (a day at most): the client's timeout must end it.
+    Hang,
+}
+
+/// A fault to inject: the next `count` calls (all, when `None`) to `target` fail with `status`
+/// (or as `kind` says), each call with probability `fraction` (every call when `None`).
 ///
 /// Targets are counter names (`identity_endpoint`, `imds`, `entra_token`, `entra_metadata`,
-/// `entra_jwks`, `sts:AssumeRoleWithWebIdentity`, `sts:GetCallerIdentity`) or a prefix before `:`
+/// `entra_jwks`, `sts:AssumeRoleWithWebIdentity`, `sts:GetCallerIdentity`, `bedrock:Converse`,
+/// `bedrock:InvokeModel`, `sidecar:AuthorizationHeaderUnauthenticated`, `sidecar:AuthorizationHeader`,
+/// `sidecar:DownstreamApi`, `open_meteo:search`, `open_meteo:forecast`) or a prefix before `:`
 /// (`sts` matches every STS action).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Fault {
@@ -48,6 +70,100 @@ pub struct Fault {
     /// A `Retry-After` header, seconds.
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// How it answers (default: `status` with the service's error body).
+    #[serde(default)]
+    pub kind: FaultKind,
+    /// The share of calls it hits (0 to 1), drawn from the cloud's seeded generator.
+    #[serde(default)]
+    pub fraction: Option<f64>,
+}
+
+impl Default for Fault {
+    /// A 500 for every call to no target until cleared: a base for struct updates.
+    fn default() -> Self {
+        Self::status("", 500, None)
+    }
+}
+
+impl Fault {
+    /// `status` (with the service's error body and `code`) for every call until cleared.
+    pub fn status(target: &str, status: u16, code: Option<&str>) -> Self {
+        Self {
+            target: target.into(),
+            status,
+            code: code.map(str::to_string),
+            count: None,
+            retry_after: None,
+            kind: FaultKind::Status,
+            fraction: None,
+        }
+    }
+
+    /// A fault of `kind` for every call until cleared.
+    pub fn of_kind(target: &str, kind: FaultKind) -> Self {
+        Self {
+            kind,
+            ..Self::status(target, 200, None)
+        }
+    }
+
+    /// The answer for the kinds that do not depend on the service (all but `Status`);
+    /// `content_type` is the service's own. `None` for `Status`: the service writes its error.
+    pub async fn canned(&self, content_type: &'static str) -> Option<axum::response::Response> {
+        use axum::response::IntoResponse;
+        let html = "text/html; charset=utf-8";
+        let with_type = |ct: &'static str, body: &'static str| {
+            (
+                axum::http::StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, ct)],
+                body,
+            )
+                .into_response()
+        };
+        match self.kind {
+            FaultKind::Status => None,
+            FaultKind::Garbage => Some(with_type(
+                content_type,
+                "\u{1}\u{2}garbage \u{fffd}\u{fffd} not the format",
+            )),
+            FaultKind::Truncated => Some(with_type(
+                content_type,
+                if content_type.contains("xml") {
+                    "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIA"
+                } else {
+                    "{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"eyJ0eXAiOiJKV1Qi"
+                },
+            )),
+            FaultKind::WrongContentType => Some(with_type(
+                html,
+                "<html><head><title>Sign in to the network</title></head><body>Proxy authentication required</body></html>",
+            )),
+            FaultKind::Reset => {
+                let parts: Vec<Result<&'static str, std::io::Error>> = vec![
+                    Ok("{\"access_token\":\"eyJ0eXAi"),
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "injected connection reset",
+                    )),
+                ];
+                let body = axum::body::Body::from_stream(futures::stream::iter(parts));
+                let mut r = (axum::http::StatusCode::OK, body).into_response();
+                r.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static(content_type),
+                );
+                r.headers_mut().insert(
+                    axum::http::header::CONTENT_LENGTH,
+                    axum::http::HeaderValue::from_static("4096"),
+                );
+                Some(r)
+            }
+            FaultKind::Hang => {
+                tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)).await;
+                Some(axum::http::StatusCode::GATEWAY_TIMEOUT.into_response())
+            }
+        }
+    }
 }
 
 /// Shared state.
@@ -76,6 +192,11 @@ pub struct CloudState {
     pub https_base: OnceLock<String>,
     counters: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Vec<Fault>>,
+    /// Seconds the issuing clock of a service is off (`entra_token`, `managed_identity` for both
+    /// identity endpoints, `sts`): its tokens' times move by that much. Cleared with the faults.
+    skews: Mutex<HashMap<String, i64>>,
+    /// Draws `Fault::fraction`; seeded so that a run can be repeated.
+    rng: Mutex<fastrand::Rng>,
     latencies: Mutex<HashMap<String, std::time::Duration>>,
     holds: Mutex<Vec<Arc<Hold>>>,
 }
@@ -144,6 +265,8 @@ impl CloudState {
             https_base: OnceLock::new(),
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
+            skews: Mutex::new(HashMap::new()),
+            rng: Mutex::new(fastrand::Rng::new()),
             latencies: Mutex::new(HashMap::new()),
             holds: Mutex::new(Vec::new()),
         })
@@ -179,9 +302,41 @@ impl CloudState {
         lock(&self.faults).push(fault);
     }
 
-    /// Removes all faults and latencies, and releases every hold.
+    /// Rotates the tenant's signing keys (a new current key; the previous one stays published)
+    /// and returns the new key id.
+    pub fn rotate_tenant_keys(&self) -> Result<String, String> {
+        let mut keys = self.tenant_keys.write().unwrap_or_else(|p| p.into_inner());
+        keys.rotate()?;
+        Ok(keys.current().kid.clone())
+    }
+
+    /// Seeds the generator that decides which calls a `fraction` fault hits.
+    pub fn seed_faults(&self, seed: u64) {
+        *lock(&self.rng) = fastrand::Rng::with_seed(seed);
+    }
+
+    /// Makes `service` (`entra_token`, `managed_identity` or `sts`) issue tokens as if
+    /// its clock were `secs` off: negative values issue tokens already expired, positive ones
+    /// tokens not valid yet. Until [`Self::clear_faults`].
+    pub fn skew_clock(&self, service: &str, secs: i64) {
+        lock(&self.skews).insert(service.to_string(), secs);
+    }
+
+    /// The issuing time of `service`: the cloud's clock moved by its skew.
+    pub fn issuing_now(&self, service: &str) -> SystemTime {
+        let now = self.clock.now();
+        match lock(&self.skews).get(service).copied().unwrap_or(0) {
+            s if s >= 0 => now + std::time::Duration::from_secs(s as u64),
+            s => now
+                .checked_sub(std::time::Duration::from_secs(s.unsigned_abs()))
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
+
+    /// Removes all faults, skews and latencies, and releases every hold.
     pub fn clear_faults(&self) {
         lock(&self.faults).clear();
+        lock(&self.skews).clear();
         lock(&self.latencies).clear();
         for hold in lock(&self.holds).drain(..) {
             hold.release();
@@ -227,10 +382,44 @@ impl CloudState {
         }
     }
 
+    /// Every endpoint's door: counts the call to `name`, waits out injected latency and holds,
+    /// then [`Self::fault_for`].
+    pub async fn door(
+        &self,
+        name: &str,
+        content_type: &'static str,
+    ) -> Result<Option<Fault>, axum::response::Response> {
+        self.count(name);
+        self.latency(name).await;
+        self.fault_for(name, content_type).await
+    }
+
+    /// The fault for a call to `name`, answered here when its kind does not depend on the
+    /// service (`Err` with the answer to send); a `Status` fault is returned for the service to
+    /// write its own error body.
+    pub async fn fault_for(
+        &self,
+        name: &str,
+        content_type: &'static str,
+    ) -> Result<Option<Fault>, axum::response::Response> {
+        let Some(fault) = self.take_fault(name) else {
+            return Ok(None);
+        };
+        match fault.canned(content_type).await {
+            Some(answer) => Err(answer),
+            None => Ok(Some(fault)),
+        }
+    }
+
     /// The fault that applies to a call to `name`, consuming one of its count.
     pub fn take_fault(&self, name: &str) -> Option<Fault> {
         let mut faults = lock(&self.faults);
         let i = faults.iter().position(|f| applies(&f.target, name))?;
+        if let Some(fraction) = faults[i].fraction
+            && lock(&self.rng).f64() >= fraction
+        {
+            return None;
+        }
         let fault = faults[i].clone();
         if let Some(n) = &mut faults[i].count {
             *n -= 1;
@@ -310,6 +499,7 @@ mod tests {
             code: None,
             count: Some(2),
             retry_after: None,
+            ..Default::default()
         });
         assert!(s.take_fault("imds").is_none());
         assert!(s.take_fault("sts:AssumeRoleWithWebIdentity").is_some());

@@ -100,9 +100,11 @@ pub async fn handle(
     }
     let action = params.get("Action").cloned().unwrap_or_default();
     let counter = format!("sts:{action}");
-    s.count(&counter);
-    s.latency(&counter).await;
-    if let Some(f) = s.take_fault(&counter) {
+    let injected = match s.door(&counter, "text/xml").await {
+        Ok(f) => f,
+        Err(canned) => return canned,
+    };
+    if let Some(f) = injected {
         let code = f.code.clone().unwrap_or_else(|| {
             if f.status >= 500 {
                 "ServiceUnavailable".into()
@@ -350,7 +352,7 @@ async fn assume_role_with_web_identity(
         base64::engine::general_purpose::STANDARD.encode(crate::keys::random_bytes::<30>());
     let session_token =
         base64::engine::general_purpose::STANDARD.encode(crate::keys::random_bytes::<240>());
-    let expires_at = s.clock.now() + Duration::from_secs(duration);
+    let expires_at = s.issuing_now("sts") + Duration::from_secs(duration);
     let role_id = format!("AROA{}", random_id(17));
     let assumed_role_id = format!("{role_id}:{session}");
     let arn = format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}");

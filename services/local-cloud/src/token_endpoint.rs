@@ -26,9 +26,14 @@ pub async fn token(
     Path(tenant): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    s.count("entra_token");
-    s.latency("entra_token").await;
-    if let Some(f) = s.take_fault("entra_token") {
+    let fault = match s
+        .door("entra_token", "application/json; charset=utf-8")
+        .await
+    {
+        Ok(f) => f,
+        Err(canned) => return canned,
+    };
+    if let Some(f) = fault {
         let (error, code) = match f.status {
             429 => ("temporarily_unavailable", 50196),
             s if s >= 500 => ("temporarily_unavailable", 90033),

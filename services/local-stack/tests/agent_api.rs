@@ -162,6 +162,7 @@ async fn failures_return_success_false_with_the_right_status() {
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     let (s, reply) = post(
         &stack,

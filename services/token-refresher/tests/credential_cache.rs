@@ -73,6 +73,7 @@ fn break_the_chain(cloud: &LocalCloud) {
         code: Some("ServiceUnavailable".into()),
         count: None,
         retry_after: None,
+        ..Default::default()
     });
 }
 

@@ -204,6 +204,7 @@ async fn serve_answers_503_with_the_chains_error_and_recovers_after_the_outage()
         code: Some("AccessDenied".into()),
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     let url = serve_app(serve::router(
         provider,
@@ -406,6 +407,7 @@ async fn health_turns_503_exactly_when_the_written_token_expires_and_200_after_r
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     // Ready while the token is valid, 503 from its expiry on (the health check compares with the
     // clock at each request; ISO 8601 drops sub-seconds, so the second around expiry is skipped).

@@ -125,6 +125,7 @@ async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     // Past the half-life point the refresher tries, fails, and keeps the file.
     tokio::time::sleep(Duration::from_secs(50 * 60)).await;
@@ -188,6 +189,7 @@ async fn the_endpoint_serves_the_last_good_credentials_through_an_sts_outage() {
         code: None,
         count: None,
         retry_after: None,
+        ..Default::default()
     });
     // The advisory refresh starts 15-18 minutes before the one-hour expiry; from minute 45 to 55
     // every refresh fails while the credentials (valid to minute 60) are still served.

@@ -165,6 +165,7 @@ async fn bad_input_unknown_cities_and_upstream_failures_have_honest_statuses() {
         code: None,
         count: Some(1),
         retry_after: None,
+        ..Default::default()
     });
     let (s, body, _) = get(&format!("{api}/weather?city=Paris"), Some(&bearer)).await;
     assert_eq!(
@@ -182,6 +183,7 @@ async fn bad_input_unknown_cities_and_upstream_failures_have_honest_statuses() {
         code: Some("internal-detail".into()),
         count: Some(1),
         retry_after: None,
+        ..Default::default()
     });
     let (s, body, _) = get(&format!("{api}/weather?city=Paris"), Some(&bearer)).await;
     assert_eq!(
@@ -332,6 +334,7 @@ async fn answers_503_while_token_validation_is_unavailable_and_recovers() {
             code: None,
             count: None,
             retry_after: None,
+            ..Default::default()
         });
         let (s, body, challenge) = get(&format!("{api}/weather?city=Dallas"), Some(&bearer)).await;
         assert_eq!((s, &body, challenge), (503, &unavailable, None), "{target}");
