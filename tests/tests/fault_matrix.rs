@@ -513,3 +513,63 @@ fn the_reliability_page_lists_every_case() {
         "docs/reliability.md's fault table differs from the tests; it should be:\n{expected}"
     );
 }
+
+/// One simulated week, a caller every minute, on a paused clock: the upstream calls (identity
+/// endpoint, Entra, STS) it takes, and whether any caller went without valid credentials or had
+/// to wait. With `failing`, each upstream call fails with 503 at that rate (seeded).
+async fn a_week(failing: Option<f64>) -> (u64, u64) {
+    let clock = TokioTime::new();
+    let mut registry = Registry::tutorial_default();
+    registry.lifetimes.access_token_min = 75 * 60;
+    registry.lifetimes.access_token_max = 75 * 60;
+    let cloud = cloud_with(registry, clock.clone()).await;
+    cloud.state().seed_faults(jitter_seed());
+    if let Some(rate) = failing {
+        for target in ["identity_endpoint", "entra_token", "sts"] {
+            cloud.inject(Fault {
+                fraction: Some(rate),
+                ..Fault::status(target, 503, Some("ServiceUnavailable"))
+            });
+        }
+    }
+    let provider = builder_from_env(&env_of(&cloud))
+        .time_source(clock.clone())
+        .jitter_seed(jitter_seed())
+        .build()
+        .unwrap();
+    // The first load may meet a failure too: it is retried like any other.
+    let mut gaps = 0u64;
+    provider.credentials().await.expect("the first load");
+    for _ in 0..7 * 24 * 60 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        match provider.credentials().now_or_never() {
+            Some(Ok(c)) if expiry(&c) > clock.now() + Duration::from_secs(60) => {}
+            _ => gaps += 1,
+        }
+    }
+    let calls = [
+        "identity_endpoint",
+        "entra_token",
+        "sts:AssumeRoleWithWebIdentity",
+    ]
+    .iter()
+    .map(|c| cloud.counter(c))
+    .sum();
+    (calls, gaps)
+}
+
+/// A week with 5 % of upstream calls failing at random: no minute without valid credentials
+/// (more than a minute left, served at once), and upstream calls within 10 % of the failure-free
+/// week's.
+#[tokio::test(start_paused = true)]
+async fn a_simulated_week_with_five_percent_of_upstream_calls_failing() {
+    let (baseline, gaps) = a_week(None).await;
+    assert_eq!(gaps, 0, "the failure-free week");
+    let (calls, gaps) = a_week(Some(0.05)).await;
+    println!("a week: {baseline} upstream calls without failures, {calls} with 5 % failing");
+    assert_eq!(gaps, 0, "minutes without valid credentials at once");
+    assert!(
+        calls as f64 <= baseline as f64 * 1.10,
+        "{calls} upstream calls against {baseline} without failures"
+    );
+}
