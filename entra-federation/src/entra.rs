@@ -426,21 +426,28 @@ impl EntraClient {
         if status == 200 {
             return parse_success(&body, &self.clock).map_err(|e| (e, None));
         }
-        let parsed: ErrorResponse = serde_json::from_slice(&body).unwrap_or_default();
-        let description = parsed
-            .error_description
-            .as_deref()
-            .map(|d| d.lines().next().unwrap_or_default().trim().to_string())
-            .unwrap_or_else(|| format!("no OAuth error body (HTTP {status})"));
-        let rejection = EntraRejection {
-            status,
-            error: parsed.error.unwrap_or_else(|| "http_error".into()),
-            codes: parsed.error_codes,
-            description,
-            trace_id: parsed.trace_id,
-            correlation_id: parsed.correlation_id,
-        };
-        Err((EntraError::Rejected(Box::new(rejection)), retry_after))
+        Err((
+            EntraError::Rejected(Box::new(rejection(status, &body))),
+            retry_after,
+        ))
+    }
+}
+
+/// Entra's error answer, read as far as it is an OAuth error body.
+pub(crate) fn rejection(status: u16, body: &[u8]) -> EntraRejection {
+    let parsed: ErrorResponse = serde_json::from_slice(body).unwrap_or_default();
+    let description = parsed
+        .error_description
+        .as_deref()
+        .map(|d| d.lines().next().unwrap_or_default().trim().to_string())
+        .unwrap_or_else(|| format!("no OAuth error body (HTTP {status})"));
+    EntraRejection {
+        status,
+        error: parsed.error.unwrap_or_else(|| "http_error".into()),
+        codes: parsed.error_codes,
+        description,
+        trace_id: parsed.trace_id,
+        correlation_id: parsed.correlation_id,
     }
 }
 
@@ -452,7 +459,7 @@ fn invalid(detail: impl Into<String>) -> EntraError {
     }
 }
 
-fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraError> {
+pub(crate) fn parse_success(body: &[u8], clock: &Clock) -> Result<WebIdentityToken, EntraError> {
     let parsed: TokenResponse =
         serde_json::from_slice(body).map_err(|e| EntraError::InvalidResponse {
             detail: "not a JSON token response".into(),

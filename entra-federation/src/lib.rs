@@ -6,6 +6,9 @@ mod claims;
 mod clock;
 mod entra;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod provider;
 mod refresh;

@@ -274,7 +274,14 @@ impl SidecarClient {
         if status != 200 {
             return Err(Self::error(status, &headers, &body));
         }
-        let parsed: HeaderResponse = serde_json::from_str(&body)
+        agent_token(&body, requested)
+    }
+}
+
+/// The agent token in an `/AuthorizationHeader*` answer, checked to be `requested`'s.
+pub(crate) fn agent_token(body: &str, requested: &str) -> Result<AgentToken, SidecarError> {
+    {
+        let parsed: HeaderResponse = serde_json::from_str(body)
             .map_err(|e| invalid("not an authorization header response", Cause::json(&e)))?;
         let header = parsed
             .authorization_header
@@ -298,7 +305,9 @@ impl SidecarClient {
         }
         Ok(token)
     }
+}
 
+impl SidecarClient {
     /// The agent identity's own token for downstream API `api` (autonomous, app-only).
     #[tracing::instrument(name = "sidecar_autonomous_token", skip(self))]
     pub async fn autonomous_token(

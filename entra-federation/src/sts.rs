@@ -400,7 +400,7 @@ impl StsClient {
     }
 }
 
-fn parse_success(body: &str) -> Result<AssumedRole, StsError> {
+pub(crate) fn parse_success(body: &str) -> Result<AssumedRole, StsError> {
     let parsed: AssumeResponse = quick_xml::de::from_str(body).map_err(|e| {
         // The parser quotes the offending input: keep the message short (the body can be 1 MiB).
         let reason: String = e.to_string().chars().take(200).collect();
@@ -445,7 +445,7 @@ fn parse_success(body: &str) -> Result<AssumedRole, StsError> {
     })
 }
 
-fn parse_error(status: u16, body: &str) -> StsServiceError {
+pub(crate) fn parse_error(status: u16, body: &str) -> StsServiceError {
     let parsed: ErrorResponse = quick_xml::de::from_str(body).unwrap_or_default();
     let detail = parsed.error.unwrap_or_default();
     let raw_code = detail.code.unwrap_or_else(|| format!("HTTP{status}"));

@@ -52,7 +52,7 @@ use identity_request_setters;
 
 mod app_service;
 mod imds;
-mod response;
+pub(crate) mod response;
 mod token_file;
 
 pub use app_service::AppServiceSource;

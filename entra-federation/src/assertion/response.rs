@@ -33,7 +33,7 @@ struct TokenResponse {
 }
 
 /// Parses a 200 body into an assertion. Expiry: `expires_on`, else now + `expires_in`, else the `exp` claim.
-pub(super) fn parse_token_response(
+pub(crate) fn parse_token_response(
     source_kind: &'static str,
     body: &[u8],
     clock: &Clock,

@@ -34,7 +34,7 @@ pub struct Keys {
 /// A published key, and the material it was built from (`n`, `e`): a refetch that publishes the
 /// same material keeps the same `Arc`, so what it verified stays verified.
 #[derive(Clone)]
-struct SigningKey {
+pub(crate) struct SigningKey {
     key: Arc<DecodingKey>,
     material: (String, String),
 }
@@ -344,30 +344,7 @@ impl KeyCache {
                     url.origin().ascii_serialization()
                 )));
             }
-            let set: JwkSet = serde_json::from_slice(&get(jwks_url).await?)
-                .map_err(|e| FetchError(format!("keys: {e}")))?;
-            let keys = set
-                .keys
-                .into_iter()
-                .filter(|k| {
-                    k.kty.as_deref() == Some("RSA") && k.use_.as_deref().is_none_or(|u| u == "sig")
-                })
-                .filter_map(|k| {
-                    let kid = k.kid?;
-                    let material = (k.n?, k.e?);
-                    if let Some(same) = previous.same(*version, &kid, &material) {
-                        return Some((kid, same));
-                    }
-                    let key = DecodingKey::from_rsa_components(&material.0, &material.1).ok()?;
-                    Some((
-                        kid,
-                        SigningKey {
-                            key: Arc::new(key),
-                            material,
-                        },
-                    ))
-                })
-                .collect();
+            let keys = signing_keys(&get(jwks_url).await?, &previous, *version)?;
             by_version.insert(*version, keys);
         }
         // An empty set is a failed refresh, never a replacement for good keys.
@@ -382,6 +359,36 @@ impl KeyCache {
             fetched_at: Some(self.clock.now()),
         })
     }
+}
+
+/// The usable signing keys of a key set document: RSA keys for signatures, by `kid`, the ones
+/// `previous` already holds with the same material kept as they are.
+pub(crate) fn signing_keys(
+    body: &[u8],
+    previous: &Keys,
+    version: Version,
+) -> Result<HashMap<String, SigningKey>, FetchError> {
+    let set: JwkSet = serde_json::from_slice(body).map_err(|e| FetchError(format!("keys: {e}")))?;
+    Ok(set
+        .keys
+        .into_iter()
+        .filter(|k| k.kty.as_deref() == Some("RSA") && k.use_.as_deref().is_none_or(|u| u == "sig"))
+        .filter_map(|k| {
+            let kid = k.kid?;
+            let material = (k.n?, k.e?);
+            if let Some(same) = previous.same(version, &kid, &material) {
+                return Some((kid, same));
+            }
+            let key = DecodingKey::from_rsa_components(&material.0, &material.1).ok()?;
+            Some((
+                kid,
+                SigningKey {
+                    key: Arc::new(key),
+                    material,
+                },
+            ))
+        })
+        .collect())
 }
 
 #[cfg(test)]

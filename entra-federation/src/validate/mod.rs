@@ -485,7 +485,10 @@ fn both_audience_forms(configured: &[String]) -> Vec<String> {
     all
 }
 
-fn authorize(policy: &Policy, claims: AgentClaims) -> Result<ValidatedToken, ValidationError> {
+pub(crate) fn authorize(
+    policy: &Policy,
+    claims: AgentClaims,
+) -> Result<ValidatedToken, ValidationError> {
     let app = claims
         .app_id()
         .ok_or(ValidationError::MissingClaim("appid/azp"))?
@@ -539,4 +542,42 @@ fn authorize(policy: &Policy, claims: AgentClaims) -> Result<ValidatedToken, Val
         }
     }
     Ok(ValidatedToken { claims, kind })
+}
+
+/// The fuzz targets' way into the key parser (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod jwks_fuzz {
+    use super::jwks::{Keys, Version};
+
+    pub(crate) fn empty_keys() -> Keys {
+        Keys::default()
+    }
+
+    pub(crate) fn signing_keys(body: &[u8], previous: &Keys) {
+        for version in [Version::V1, Version::V2] {
+            let _ = super::jwks::signing_keys(body, previous, version).map_err(|e| e.to_string());
+        }
+    }
+}
+
+/// The claims of a verified token, parsed and put to a typical policy (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn claims_fuzz(json: &[u8]) {
+    let Ok(claims) = serde_json::from_slice::<AgentClaims>(json) else {
+        return;
+    };
+    let policy = Policy::new(
+        ["00000000-0000-0000-0000-000000000001"],
+        KindPolicy::Require("Weather.Read".into()),
+        KindPolicy::Require("Weather.Read".into()),
+    )
+    .with_expected_blueprint("00000000-0000-0000-0000-000000000002");
+    match authorize(&policy, claims) {
+        Ok(v) => {
+            let _ = format!("{v:?}");
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
 }

@@ -1,0 +1,136 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`). Not an API: each function
+//! feeds one parser of untrusted input (an upstream's answer, a token, the environment) and
+//! renders whatever comes out, so that a panic anywhere on the way is found.
+//!
+//! Every function must return normally for every input.
+
+use crate::clock::Clock;
+
+/// An STS `AssumeRoleWithWebIdentity` answer with HTTP `status`.
+pub fn sts_response(status: u16, body: &str) {
+    if (200..300).contains(&status) {
+        if let Err(e) = crate::sts::parse_success(body) {
+            let _ = e.to_string();
+        }
+    } else {
+        let e = crate::sts::parse_error(status, body);
+        let _ = (e.to_string(), e.fix());
+    }
+}
+
+/// An Entra token endpoint answer with HTTP `status`.
+pub fn entra_response(status: u16, body: &[u8]) {
+    if status == 200 {
+        match crate::entra::parse_success(body, &Clock::system()) {
+            Ok(token) => {
+                let _ = format!("{token:?} {}", token.claims());
+            }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+    } else {
+        let e = crate::error::EntraError::Rejected(Box::new(crate::entra::rejection(status, body)));
+        let _ = e.to_string();
+    }
+}
+
+/// A managed-identity token answer (Container Apps / App Service endpoint and IMDS share it).
+pub fn identity_response(body: &[u8]) {
+    match crate::assertion::response::parse_token_response("fuzz", body, &Clock::system()) {
+        Ok(a) => {
+            let _ = format!("{a:?} {}", a.claims());
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// A JWT read without verification: the claim summary, an assertion from a token file, and the
+/// v1 shape check the provider makes before STS.
+pub fn jwt(token: &str) {
+    if let Ok(claims) = crate::ClaimSummary::read_unverified(token) {
+        let _ = claims.to_string();
+        let _ = crate::entra::check_v1_shape(&claims, "contoso.onmicrosoft.com", "api://x")
+            .map_err(|e| e.to_string());
+    }
+    if let Err(e) = crate::assertion::Assertion::from_jwt(token.to_string()) {
+        let _ = e.to_string();
+    }
+}
+
+/// A key set document, as the validator reads it.
+#[cfg(feature = "validate")]
+pub fn jwks(body: &[u8]) {
+    let previous = crate::validate::jwks_fuzz::empty_keys();
+    crate::validate::jwks_fuzz::signing_keys(body, &previous);
+}
+
+/// A token's claims after its signature verified: parsed and put to a typical policy.
+#[cfg(feature = "validate")]
+pub fn agent_claims(json: &[u8]) {
+    crate::validate::claims_fuzz(json);
+}
+
+/// A token as a downstream API receives it, before any key is at hand (outside a Tokio
+/// runtime, so the keys cannot be fetched: every check before them runs).
+#[cfg(feature = "validate")]
+pub fn validate(token: &str) {
+    use std::future::Future;
+    // One validator for the whole run: building one (its HTTP client) costs far more than a check.
+    static VALIDATOR: std::sync::OnceLock<Option<crate::validate::TokenValidator>> =
+        std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        crate::validate::TokenValidator::new(crate::validate::ValidatorConfig::new(
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            vec!["api://weather".into()],
+            crate::validate::Policy::new(
+                ["00000000-0000-0000-0000-000000000001"],
+                crate::validate::KindPolicy::Require("Weather.Read".into()),
+                crate::validate::KindPolicy::Require("Weather.Read".into()),
+            ),
+        ))
+        .ok()
+    });
+    let Some(validator) = validator else { return };
+    let mut future = std::pin::pin!(validator.validate(token));
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    // Outside a runtime every step is ready at once; a pending poll is left at that.
+    if let std::task::Poll::Ready(Err(e)) = future.as_mut().poll(&mut cx) {
+        let _ = e.to_string();
+    }
+}
+
+/// An `/AuthorizationHeader*` answer of the Agent ID sidecar, for agent `requested`.
+#[cfg(feature = "sidecar")]
+pub fn sidecar_response(body: &str) {
+    match crate::sidecar::agent_token(body, "00000000-0000-0000-0000-000000000001") {
+        Ok(t) => {
+            let _ = format!("{t:?}");
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// The environment the provider is configured from: `NAME=value` lines.
+pub fn env(text: &str) {
+    let vars: std::collections::HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    match crate::EntraCredentialsProviderBuilder::from_env_fn(move |k| vars.get(k).cloned()) {
+        Ok(b) => {
+            if let Err(e) = b.build() {
+                let _ = e.to_string();
+            }
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
