@@ -370,3 +370,42 @@ async fn an_inference_profile_needs_the_model_in_every_destination_region() {
         "{err}"
     );
 }
+
+/// Faults at Bedrock, through the AWS SDK for Rust: throttling and 503 are retried by the SDK's
+/// standard policy (three attempts) and then surface as their typed exceptions; a reset, garbage
+/// or a proxy's HTML page is an error, not a panic; the fault gone, the call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_at_bedrock_reach_the_sdk_as_its_errors() {
+    use local_cloud::{Fault, FaultKind};
+    let cloud = cloud().await;
+    let client = bedrock(&cloud, provider_from_env(&cloud));
+    let converse = || {
+        client
+            .converse()
+            .model_id(ids::BEDROCK_MODEL_ID)
+            .messages(user("hi"))
+            .send()
+    };
+    let target = "bedrock:Converse";
+    for (status, code) in [(429, "ThrottlingException"), (503, "ServiceUnavailableException")] {
+        cloud.state().reset_counters();
+        cloud.inject(Fault::status(target, status, Some(code)));
+        let err = converse().await.unwrap_err().into_service_error();
+        assert_eq!(
+            aws_sdk_bedrockruntime::error::ProvideErrorMetadata::code(&err),
+            Some(code)
+        );
+        assert_eq!(cloud.counter(target), 3, "{code}: the SDK's three attempts");
+        cloud.clear_faults();
+        converse().await.unwrap_or_else(|e| panic!("{code}: after the fault: {e:?}"));
+    }
+    for kind in [FaultKind::Reset, FaultKind::Garbage, FaultKind::WrongContentType] {
+        cloud.inject(Fault {
+            count: Some(3),
+            ..Fault::of_kind(target, kind)
+        });
+        assert!(converse().await.is_err(), "{kind:?}");
+        cloud.clear_faults();
+        converse().await.unwrap_or_else(|e| panic!("{kind:?}: after the fault: {e:?}"));
+    }
+}

@@ -547,3 +547,38 @@ async fn downstream_api_forwards_method_and_body_and_returns_the_downstreams_con
         "{chunked}"
     );
 }
+
+/// Faults at the sidecar itself (an error status, a reset mid-answer, garbage, a truncated body,
+/// a proxy's HTML page, a hang past the client's 30 s timeout): the client's error is typed and
+/// names the sidecar, and the next call, the fault gone, gets the token.
+#[tokio::test(start_paused = true)]
+async fn faults_at_the_sidecar_are_typed_errors_naming_it() {
+    use local_cloud::{Fault, FaultKind};
+    let cloud = cloud().await;
+    let (dead, _reserved) = dead_upstream();
+    let sidecar = sidecar(&cloud, true, &dead).await;
+    let route = "sidecar:AuthorizationHeaderUnauthenticated";
+    for fault in [
+        Fault::status(route, 500, None),
+        Fault::of_kind(route, FaultKind::Reset),
+        Fault::of_kind(route, FaultKind::Garbage),
+        Fault::of_kind(route, FaultKind::Truncated),
+        Fault::of_kind(route, FaultKind::WrongContentType),
+        Fault::of_kind(route, FaultKind::Hang),
+    ] {
+        let what = format!("{:?} {}", fault.kind, fault.status);
+        cloud.inject(Fault {
+            count: Some(1),
+            ..fault
+        });
+        let err = sidecar
+            .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+            .await
+            .expect_err(&what);
+        assert!(err.to_string().contains("sidecar"), "{what}: {err}");
+        sidecar
+            .autonomous_token("weather-api", ids::AGENT_CLIENT_ID)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: after the fault: {e}"));
+    }
+}

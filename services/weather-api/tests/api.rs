@@ -505,3 +505,46 @@ fn help_names_every_variable() {
         );
     }
 }
+
+/// Faults of the weather source other than an HTTP status (a reset mid-answer, garbage, a
+/// truncated body, a proxy's HTML page): each is a 502 or 503 JSON answer that names the
+/// weather service, never a panic or a 500, and the next call, the fault gone, is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_weather_source_is_a_502_or_503_naming_it() {
+    use local_cloud::FaultKind;
+    let cloud = cloud().await;
+    let api = weather_api(&env_of(&cloud)).await;
+    let bearer = agent_bearer(&cloud).await;
+    // A city per case: the API caches each city's weather for five minutes.
+    let mut cities = [
+        "Seattle", "Chicago", "Miami", "Denver", "Boston", "Austin", "Dallas", "Paris",
+    ]
+    .into_iter();
+    for kind in [
+        FaultKind::Reset,
+        FaultKind::Garbage,
+        FaultKind::Truncated,
+        FaultKind::WrongContentType,
+    ] {
+        for target in ["open_meteo:search", "open_meteo:forecast"] {
+            let city = cities.next().unwrap();
+            cloud.inject(Fault {
+                count: Some(1),
+                ..Fault::of_kind(target, kind)
+            });
+            let (s, body, _) = get(&format!("{api}/weather?city={city}"), Some(&bearer)).await;
+            // A reset is the network failing (503, as for an unreachable service); an answer
+            // that is not Open-Meteo's is a bad answer (502).
+            let expected = if kind == FaultKind::Reset { 503 } else { 502 };
+            assert_eq!(s, expected, "{target} {kind:?}: {body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .is_some_and(|e| e.to_lowercase().contains("weather service")),
+                "{target} {kind:?}: {body}"
+            );
+            let (s, _, _) = get(&format!("{api}/weather?city={city}"), Some(&bearer)).await;
+            assert_eq!(s, 200, "{target} {kind:?}: served once the fault is gone");
+        }
+    }
+}
