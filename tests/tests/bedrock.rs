@@ -387,7 +387,10 @@ async fn faults_at_bedrock_reach_the_sdk_as_its_errors() {
             .send()
     };
     let target = "bedrock:Converse";
-    for (status, code) in [(429, "ThrottlingException"), (503, "ServiceUnavailableException")] {
+    for (status, code) in [
+        (429, "ThrottlingException"),
+        (503, "ServiceUnavailableException"),
+    ] {
         cloud.state().reset_counters();
         cloud.inject(Fault::status(target, status, Some(code)));
         let err = converse().await.unwrap_err().into_service_error();
@@ -397,15 +400,23 @@ async fn faults_at_bedrock_reach_the_sdk_as_its_errors() {
         );
         assert_eq!(cloud.counter(target), 3, "{code}: the SDK's three attempts");
         cloud.clear_faults();
-        converse().await.unwrap_or_else(|e| panic!("{code}: after the fault: {e:?}"));
+        converse()
+            .await
+            .unwrap_or_else(|e| panic!("{code}: after the fault: {e:?}"));
     }
-    for kind in [FaultKind::Reset, FaultKind::Garbage, FaultKind::WrongContentType] {
+    for kind in [
+        FaultKind::Reset,
+        FaultKind::Garbage,
+        FaultKind::WrongContentType,
+    ] {
         cloud.inject(Fault {
             count: Some(3),
             ..Fault::of_kind(target, kind)
         });
         assert!(converse().await.is_err(), "{kind:?}");
         cloud.clear_faults();
-        converse().await.unwrap_or_else(|e| panic!("{kind:?}: after the fault: {e:?}"));
+        converse()
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: after the fault: {e:?}"));
     }
 }

@@ -100,6 +100,7 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut first = true;
     loop {
+        remove_if_expiring(opts, status, clock);
         let result = if first {
             provider.web_identity_token().await
         } else {
@@ -195,6 +196,11 @@ fn failed(
     let mut s = status.lock();
     if let Some(left) = s.token_expires_at.and_then(|e| e.duration_since(now).ok()) {
         wait = wait.min((left / 4).max(Duration::from_secs(1)));
+        // Wake up in time to take the file away before its token expires.
+        wait = wait.min(
+            left.saturating_sub(REMOVE_BEFORE_EXPIRY)
+                .max(Duration::from_secs(1)),
+        );
     }
     tracing::error!(error = %error, retry_in_ms = wait.as_millis() as u64, "[refresher] refresh failed; the last good file stays in place");
     s.last_error = Some(error);
@@ -234,6 +240,39 @@ pub fn health_router(status: Arc<Status>, clock: SharedTimeSource) -> axum::Rout
 /// Sleeps until `deadline` on `clock`, at most 30 s at a time before reading the clock again:
 /// timers run on the monotonic clock, which stands still while a VM is paused and ignores clock
 /// steps, so one long sleep computed from the wall clock would wake late.
+/// How long before its token expires the file is taken away when no new token came: a reader
+/// gets a token with at least a minute left even when the attempt after the check takes the
+/// provider's full one-minute deadline.
+const REMOVE_BEFORE_EXPIRY: Duration = Duration::from_secs(120);
+
+/// Removes the token file (and the ready file) when its token is within
+/// [`REMOVE_BEFORE_EXPIRY`] of expiring: after a long outage a reader finds no file ("not
+/// found") rather than a token STS will refuse as expired.
+fn remove_if_expiring(opts: &FileMode, status: &Status, clock: &SharedTimeSource) {
+    let mut s = status.lock();
+    let Some(expires_at) = s.token_expires_at else {
+        return;
+    };
+    if clock.now() + REMOVE_BEFORE_EXPIRY < expires_at {
+        return;
+    }
+    s.token_expires_at = None;
+    drop(s);
+    for file in std::iter::once(&opts.path).chain(opts.ready_file.as_ref()) {
+        match std::fs::remove_file(file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "[refresher] cannot remove the expiring file")
+            }
+        }
+    }
+    tracing::error!(
+        file = %opts.path.display(),
+        "[refresher] no new token before the last one expired; removed the file so that readers fail with 'not found' instead of presenting an expired token"
+    );
+}
+
 async fn sleep_until(clock: &SharedTimeSource, deadline: SystemTime) {
     const STEP: Duration = Duration::from_secs(30);
     while let Ok(wait) = deadline.duration_since(clock.now()) {

@@ -383,7 +383,7 @@ async fn file_mode_retries_a_file_it_cannot_write_and_recovers_when_the_cause_is
 }
 
 #[tokio::test(start_paused = true)]
-async fn health_turns_503_exactly_when_the_written_token_expires_and_200_after_recovery() {
+async fn health_turns_503_when_the_expiring_file_is_removed_and_200_after_recovery() {
     let mut registry = Registry::tutorial_default();
     registry.lifetimes.access_token_min = 3600;
     registry.lifetimes.access_token_max = 3600;
@@ -400,7 +400,8 @@ async fn health_turns_503_exactly_when_the_written_token_expires_and_200_after_r
     let expires = token_refresher::parse_iso8601(&expires_text).unwrap();
     let written = std::fs::read_to_string(&opts.path).unwrap();
 
-    // Entra goes down for good: every rewrite fails, the file keeps the last good token.
+    // Entra goes down for good: every rewrite fails; the file keeps the last good token until
+    // two minutes before it expires, then goes (a reader never finds an expired token).
     cloud.inject(Fault {
         target: "entra_token".into(),
         status: 503,
@@ -409,8 +410,9 @@ async fn health_turns_503_exactly_when_the_written_token_expires_and_200_after_r
         retry_after: None,
         ..Default::default()
     });
-    // Ready while the token is valid, 503 from its expiry on (the health check compares with the
-    // clock at each request; ISO 8601 drops sub-seconds, so the second around expiry is skipped).
+    // Ready while the file is there, 503 from its removal on (the refresher checks before each
+    // attempt, so the removal lands within one attempt of the cut-off: those 30 s are skipped).
+    let cutoff = expires - Duration::from_secs(120);
     let mut last_ready = None;
     let mut first_unready = None;
     while first_unready.is_none() {
@@ -421,16 +423,19 @@ async fn health_turns_503_exactly_when_the_written_token_expires_and_200_after_r
             "still no 503 ten minutes after expiry"
         );
         let (code, body) = answer(http.get(&health)).await;
-        let near_expiry =
-            now + Duration::from_secs(2) > expires && now < expires + Duration::from_secs(2);
-        if near_expiry {
+        let near_cutoff =
+            now + Duration::from_secs(2) > cutoff && now < cutoff + Duration::from_secs(30);
+        if near_cutoff {
             continue;
         }
-        if now < expires {
+        if now < cutoff {
             assert_eq!(code, 200, "the token is still valid: {body}");
             last_ready = Some(now);
         } else {
-            assert_eq!(code, 503, "the token in the file has expired: {body}");
+            assert_eq!(
+                code, 503,
+                "the file was removed before its token expired: {body}"
+            );
             let last_error = body["last_error"].as_str().unwrap_or_default();
             assert_eq!(
                 last_error, "entra: HTTP 503 temporarily_unavailable AADSTS90033",
@@ -438,19 +443,19 @@ async fn health_turns_503_exactly_when_the_written_token_expires_and_200_after_r
             );
             assert_eq!(
                 (&body["ready"], &body["writes"], &body["token_expires_at"]),
-                (&json!(false), &json!(1), &json!(expires_text))
+                (&json!(false), &json!(1), &Value::Null)
             );
             first_unready = Some(now);
         }
     }
     assert!(
-        last_ready.is_some_and(|t| expires.duration_since(t).unwrap() <= Duration::from_secs(32)),
-        "200 was observed up to the expiry"
+        last_ready.is_some_and(|t| cutoff.duration_since(t).unwrap() <= Duration::from_secs(32)),
+        "200 was observed up to the cut-off"
     );
     assert_eq!(
-        std::fs::read_to_string(&opts.path).unwrap(),
-        written,
-        "the last good file stays in place"
+        std::fs::read_to_string(&opts.path).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::NotFound),
+        "no expired token left in the file"
     );
     assert!(
         cloud.counter("entra_token") > 3,

@@ -266,3 +266,72 @@ async fn health_is_503_until_a_valid_token_is_written_then_200() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An outage that outlasts the token: once the token in the file has expired, the file goes
+/// (and the ready file with it), so that a reader fails with "no such file" instead of handing
+/// STS an expired token; a reader never finds an expired token. The outage over, the file is
+/// written again.
+#[tokio::test(start_paused = true)]
+async fn an_outage_past_the_tokens_expiry_leaves_no_expired_token_file() {
+    let clock = TokioTime::new();
+    let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
+    let provider = builder_from_env(&env_of(&cloud))
+        .time_source(clock.clone())
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("refresher-expiry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = FileMode {
+        path: dir.join("token"),
+        mode: 0o600,
+        once: false,
+        ready_file: Some(dir.join("ready")),
+    };
+    let status = Arc::new(Status::default());
+    let task = {
+        let (provider, opts, clock, status) = (
+            provider.clone(),
+            opts.clone(),
+            clock.clone(),
+            status.clone(),
+        );
+        tokio::spawn(async move {
+            file_mode::run(
+                &provider,
+                &opts,
+                &aws_smithy_async::time::SharedTimeSource::new(clock.clone()),
+                &status,
+            )
+            .await
+        })
+    };
+    status.first_write().await;
+    cloud.inject(Fault::status("entra_token", 503, None));
+    // A reader every minute for three hours: the file holds an unexpired token or is absent.
+    let mut absent = 0;
+    for _ in 0..180 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        match std::fs::read_to_string(&opts.path) {
+            Ok(token) => {
+                let exp = unverified_claims(&token)["exp"].as_u64().unwrap();
+                let now = clock
+                    .now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                assert!(exp > now, "an expired token in the file");
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+                assert!(!dir.join("ready").exists(), "not ready without a token");
+                absent += 1;
+            }
+        }
+    }
+    assert!(absent > 0, "the outage outlasted the token");
+    cloud.clear_faults();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(opts.path.exists(), "written again once Entra answers");
+    task.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
