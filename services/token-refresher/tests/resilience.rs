@@ -81,15 +81,25 @@ fn a_polling_reader_never_sees_a_partial_or_empty_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
+/// A refresher in file mode (with a ready file) against a local cloud on Tokio's paused clock,
+/// after its first write.
+struct Running {
+    cloud: local_cloud::LocalCloud,
+    clock: TokioTime,
+    dir: std::path::PathBuf,
+    opts: FileMode,
+    status: Arc<Status>,
+    task: tokio::task::JoinHandle<Result<(), file_mode::FileModeError>>,
+}
+
+async fn running_refresher(label: &str) -> Running {
     let clock = TokioTime::new();
     let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
     let provider = builder_from_env(&env_of(&cloud))
         .time_source(clock.clone())
         .build()
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("refresher-outage-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("refresher-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let opts = FileMode {
         path: dir.join("token"),
@@ -116,6 +126,26 @@ async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
         })
     };
     status.first_write().await;
+    Running {
+        cloud,
+        clock,
+        dir,
+        opts,
+        status,
+        task,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_keeps_the_last_good_file_and_it_recovers() {
+    let Running {
+        cloud,
+        clock: _,
+        dir,
+        opts,
+        status,
+        task,
+    } = running_refresher("outage").await;
     assert!(dir.join("ready").exists(), "readiness is visible as a file");
     let good = std::fs::read_to_string(&opts.path).unwrap();
 
@@ -273,39 +303,14 @@ async fn health_is_503_until_a_valid_token_is_written_then_200() {
 /// written again.
 #[tokio::test(start_paused = true)]
 async fn an_outage_past_the_tokens_expiry_leaves_no_expired_token_file() {
-    let clock = TokioTime::new();
-    let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
-    let provider = builder_from_env(&env_of(&cloud))
-        .time_source(clock.clone())
-        .build()
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("refresher-expiry-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let opts = FileMode {
-        path: dir.join("token"),
-        mode: 0o600,
-        once: false,
-        ready_file: Some(dir.join("ready")),
-    };
-    let status = Arc::new(Status::default());
-    let task = {
-        let (provider, opts, clock, status) = (
-            provider.clone(),
-            opts.clone(),
-            clock.clone(),
-            status.clone(),
-        );
-        tokio::spawn(async move {
-            file_mode::run(
-                &provider,
-                &opts,
-                &aws_smithy_async::time::SharedTimeSource::new(clock.clone()),
-                &status,
-            )
-            .await
-        })
-    };
-    status.first_write().await;
+    let Running {
+        cloud,
+        clock,
+        dir,
+        opts,
+        status: _,
+        task,
+    } = running_refresher("expiry").await;
     cloud.inject(Fault::status("entra_token", 503, None));
     // A reader every minute for three hours: the file holds an unexpired token or is absent.
     let mut absent = 0;
