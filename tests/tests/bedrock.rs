@@ -420,3 +420,42 @@ async fn faults_at_bedrock_reach_the_sdk_as_its_errors() {
             .unwrap_or_else(|e| panic!("{kind:?}: after the fault: {e:?}"));
     }
 }
+
+/// A permission policy's `Condition` on a global key is evaluated with the call's values
+/// (`aws:RequestedRegion`, `aws:PrincipalArn`): a condition that holds allows, one that does not
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_on_global_keys_are_evaluated() {
+    let cloud = cloud().await;
+    let policy = |region: &str| -> local_cloud::policy::PolicyDocument {
+        serde_json::from_value(serde_json::json!({
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": "bedrock:InvokeModel",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"aws:RequestedRegion": region},
+                    "StringLike": {"aws:PrincipalArn": format!("arn:aws:iam::{}:role/{}", ids::AWS_ACCOUNT_ID, ids::ROLE_NAME)}
+                }
+            }]
+        }))
+        .unwrap()
+    };
+    let converse = || async {
+        bedrock(&cloud, provider_from_env(&cloud))
+            .converse()
+            .model_id(ids::BEDROCK_MODEL_ID)
+            .messages(user("hi"))
+            .send()
+            .await
+    };
+    cloud.edit_registry(|r| {
+        r.role_mut(ids::ROLE_NAME).unwrap().permission_policies = vec![policy("us-east-2")]
+    });
+    converse().await.expect("the conditions hold");
+    cloud.edit_registry(|r| {
+        r.role_mut(ids::ROLE_NAME).unwrap().permission_policies = vec![policy("eu-west-1")]
+    });
+    let err = converse().await.unwrap_err().into_service_error();
+    assert!(err.is_access_denied_exception(), "{err:?}");
+}

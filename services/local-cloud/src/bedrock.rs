@@ -165,13 +165,25 @@ fn authorize(
         .find(|r| r.name == c.role_name)
         .ok_or_else(|| error(403, "AccessDeniedException", "The role no longer exists."))?;
     let docs: Vec<&crate::policy::PolicyDocument> = role.permission_policies.iter().collect();
-    let empty = HashMap::new();
+    // The global condition keys a policy on this call can test (lower-cased, as policy.rs
+    // compares them).
+    let role_arn = format!("arn:aws:iam::{}:role/{}", reg.aws_account_id, c.role_name);
+    let context: HashMap<String, String> = [
+        ("aws:requestedregion", caller.region.clone()),
+        ("aws:principalarn", role_arn),
+        ("aws:principalaccount", reg.aws_account_id.clone()),
+        ("aws:principaltype", "AssumedRole".to_string()),
+        ("aws:userid", c.assumed_role_id.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     for arn in resources(model, &caller.region, &reg.aws_account_id) {
         let req = Request {
             action: "bedrock:InvokeModel",
             resource: Some(&arn),
             federated: None,
-            context: &empty,
+            context: &context,
         };
         // Effective permissions: the role's policies and, when the session has any, its session
         // policies must both allow; an explicit deny in either wins (IAM's evaluation logic).
