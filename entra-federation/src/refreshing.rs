@@ -166,9 +166,14 @@ impl<R: Resolve> RefreshingCache<R> {
                     core.ensure_background();
                     Some(Ok(value))
                 }
-                // The last minute: wait for a refresh, unless one just failed (then serve).
-                Phase::Mandatory if in_backoff => Some(Ok(c.value.clone())),
-                Phase::Expired if in_backoff => snap.failure.as_ref().map(|f| Err(f.error.clone())),
+                // The last minute: wait for a refresh, unless one just failed (then serve, while
+                // the value has at least a second left).
+                Phase::Mandatory if in_backoff && now + MIN_LEFT_WHEN_SERVED < c.expires_at => {
+                    Some(Ok(c.value.clone()))
+                }
+                Phase::Mandatory | Phase::Expired if in_backoff => {
+                    snap.failure.as_ref().map(|f| Err(f.error.clone()))
+                }
                 _ => None,
             },
             None if in_backoff => snap.failure.as_ref().map(|f| Err(f.error.clone())),
@@ -416,10 +421,14 @@ impl<R: Resolve> Core<R> {
 
     async fn attempt(&self) -> Outcome<R::Value> {
         let deadline = self.settings.deadline;
+        let ends = self.settings.clock.now() + deadline;
         let result = self
             .settings
             .clock
-            .timeout(deadline, self.resolver.resolve())
+            .timeout(
+                deadline,
+                crate::retry::within_attempt(ends, self.resolver.resolve()),
+            )
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Deadline {

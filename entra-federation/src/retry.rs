@@ -126,9 +126,26 @@ pub(crate) struct RetryPolicy {
     pub window: Option<Duration>,
 }
 
+tokio::task_local! {
+    /// When the attempt this call belongs to is abandoned (the provider's attempt deadline).
+    static ATTEMPT_ENDS: SystemTime;
+}
+
+/// Runs `work` as one attempt that is abandoned at `ends`: its hops' retries then stop short of
+/// that time and return their own error, so that the caller learns which hop failed and how,
+/// rather than only that time ran out.
+pub(crate) async fn within_attempt<F: Future>(ends: SystemTime, work: F) -> F::Output {
+    ATTEMPT_ENDS.scope(ends, work).await
+}
+
+/// What a retry needs after its delay, at least, to be worth starting before the attempt ends:
+/// an identity-endpoint request's timeout.
+const RETRY_ROOM: Duration = Duration::from_secs(10);
+
 /// Calls `call` until it succeeds, fails for good, or the retries are spent. Each delay is the
 /// larger of the backoff and `Retry-After` (`Retry-After: 0`, or a past date, must not turn the
-/// retries into a burst), slept on `clock`.
+/// retries into a burst), slept on `clock`. Inside [`within_attempt`], a retry that would start
+/// too late to finish before the attempt ends is not made: the last failure is returned.
 pub(crate) async fn with_retries<T, E, F, Fut>(
     policy: &RetryPolicy,
     clock: &Clock,
@@ -159,6 +176,12 @@ where
         let delay = failure
             .retry_after
             .map_or(backoff, |after| after.max(backoff));
+        if let Ok(ends) = ATTEMPT_ENDS.try_with(|ends| *ends)
+            && clock.now() + delay + RETRY_ROOM > ends
+        {
+            tracing::warn!(hop = policy.hop, attempts = retry, error = %DisplayChain(&failure.error), "call failed; no time left in this attempt for another try");
+            return Err(failure.error);
+        }
         tracing::warn!(hop = policy.hop, retry, delay_ms = delay.as_millis() as u64, error = %DisplayChain(&failure.error), "call failed; retrying");
         clock.sleep(delay).await;
     }

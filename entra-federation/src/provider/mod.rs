@@ -180,9 +180,10 @@ impl EntraCredentialsProvider {
             return work.await;
         }
         let deadline = self.inner.deadline();
+        let ends = chain.clock.now() + deadline;
         chain
             .clock
-            .timeout(deadline, work)
+            .timeout(deadline, crate::retry::within_attempt(ends, work))
             .await
             .unwrap_or(Err(Error::Deadline {
                 seconds: deadline.as_secs(),
