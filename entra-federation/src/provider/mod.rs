@@ -219,6 +219,13 @@ impl EntraCredentialsProvider {
     pub fn cached_expiry(&self) -> Option<SystemTime> {
         self.inner.expires_at()
     }
+
+    /// The deadline of one refresh attempt (see
+    /// [`EntraCredentialsProviderBuilder::attempt_timeout`]): the longest a call for new
+    /// credentials or a new token can take.
+    pub fn attempt_timeout(&self) -> std::time::Duration {
+        self.inner.deadline()
+    }
 }
 
 impl ProvideCredentials for EntraCredentialsProvider {

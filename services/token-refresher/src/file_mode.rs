@@ -99,8 +99,9 @@ pub async fn run(
 ) -> Result<(), FileModeError> {
     let mut failures: u32 = 0;
     let mut first = true;
+    let margin = removal_margin(provider);
+    adopt_existing_file(opts, status, clock);
     loop {
-        remove_if_expiring(opts, status, clock);
         let result = if first {
             provider.web_identity_token().await
         } else {
@@ -155,26 +156,32 @@ pub async fn run(
                             source,
                         });
                     }
-                    failed(
+                    let next = failed(
                         status,
                         &mut failures,
                         format!("cannot write {}: {source}", opts.path.display()),
                         "cannot write the token file".into(),
                         clock,
-                    )
+                        margin,
+                    );
+                    remove_if_expiring(opts, status, clock, margin);
+                    next
                 }
             },
             Err(e) => {
                 if opts.once {
                     return Err(e.into());
                 }
-                failed(
+                let next = failed(
                     status,
                     &mut failures,
                     DisplayChain(&e).to_string(),
                     e.summary(),
                     clock,
-                )
+                    margin,
+                );
+                remove_if_expiring(opts, status, clock, margin);
+                next
             }
         };
         sleep_until(clock, next).await;
@@ -189,6 +196,7 @@ fn failed(
     error: String,
     summary: String,
     clock: &SharedTimeSource,
+    margin: Duration,
 ) -> SystemTime {
     *failures += 1;
     let now = clock.now();
@@ -197,12 +205,9 @@ fn failed(
     if let Some(left) = s.token_expires_at.and_then(|e| e.duration_since(now).ok()) {
         wait = wait.min((left / 4).max(Duration::from_secs(1)));
         // Wake up in time to take the file away before its token expires.
-        wait = wait.min(
-            left.saturating_sub(REMOVE_BEFORE_EXPIRY)
-                .max(Duration::from_secs(1)),
-        );
+        wait = wait.min(left.saturating_sub(margin).max(Duration::from_secs(1)));
     }
-    tracing::error!(error = %error, retry_in_ms = wait.as_millis() as u64, "[refresher] refresh failed; the last good file stays in place");
+    tracing::error!(error = %error, retry_in_ms = wait.as_millis() as u64, file_kept = s.token_expires_at.is_some(), "[refresher] refresh failed; the last good file stays in place while its token has time left");
     s.last_error = Some(error);
     s.last_error_summary = Some(summary);
     now + wait
@@ -237,42 +242,71 @@ pub fn health_router(status: Arc<Status>, clock: SharedTimeSource) -> axum::Rout
     server_kit::harden(app, &server_kit::Limits::default(), server_kit::json_error)
 }
 
-/// Sleeps until `deadline` on `clock`, at most 30 s at a time before reading the clock again:
-/// timers run on the monotonic clock, which stands still while a VM is paused and ignores clock
-/// steps, so one long sleep computed from the wall clock would wake late.
-/// How long before its token expires the file is taken away when no new token came: a reader
-/// gets a token with at least a minute left even when the attempt after the check takes the
-/// provider's full one-minute deadline.
-const REMOVE_BEFORE_EXPIRY: Duration = Duration::from_secs(120);
+/// How long before its token expires the file is taken away when no new token came: the
+/// provider's attempt deadline (an attempt that starts just before the check may run that long)
+/// plus a minute, so that a reader always gets a token with a minute left at least.
+fn removal_margin(provider: &EntraCredentialsProvider) -> Duration {
+    provider.attempt_timeout() + Duration::from_secs(60)
+}
 
-/// Removes the token file (and the ready file) when its token is within
-/// [`REMOVE_BEFORE_EXPIRY`] of expiring: after a long outage a reader finds no file ("not
-/// found") rather than a token STS will refuse as expired.
-fn remove_if_expiring(opts: &FileMode, status: &Status, clock: &SharedTimeSource) {
-    let mut s = status.lock();
-    let Some(expires_at) = s.token_expires_at else {
+/// After a failed refresh, removes the token file (and the ready file) when its token is within
+/// `margin` of expiring: after a long outage a reader finds no file ("not found") rather than a
+/// token STS will refuse as expired. (A failed refresh wakes the loop again by the time the token
+/// enters its margin.) A removal that fails is tried again after the next failure.
+fn remove_if_expiring(
+    opts: &FileMode,
+    status: &Status,
+    clock: &SharedTimeSource,
+    margin: Duration,
+) {
+    let Some(expires_at) = status.lock().token_expires_at else {
         return;
     };
-    if clock.now() + REMOVE_BEFORE_EXPIRY < expires_at {
+    if clock.now() + margin < expires_at {
         return;
     }
-    s.token_expires_at = None;
-    drop(s);
+    let mut removed = true;
     for file in std::iter::once(&opts.path).chain(opts.ready_file.as_ref()) {
         match std::fs::remove_file(file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::error!(file = %file.display(), error = %e, "[refresher] cannot remove the expiring file")
+                removed = false;
+                tracing::error!(file = %file.display(), error = %e, "[refresher] cannot remove the file whose token is about to expire; trying again next round");
             }
         }
     }
-    tracing::error!(
-        file = %opts.path.display(),
-        "[refresher] no new token before the last one expired; removed the file so that readers fail with 'not found' instead of presenting an expired token"
-    );
+    if removed {
+        status.lock().token_expires_at = None;
+        tracing::error!(
+            file = %opts.path.display(),
+            "[refresher] no new token and the one in the file expires soon: removed it, so that readers fail with 'not found' instead of presenting an expired token"
+        );
+    }
 }
 
+/// At start, a token file left by an earlier run (an emptyDir outlives a container restart):
+/// removed with the ready file when its token has expired (or cannot be read), so that a restart
+/// during an outage does not leave readers an expired token; otherwise watched like a fresh one
+/// until the first refresh replaces it.
+fn adopt_existing_file(opts: &FileMode, status: &Status, clock: &SharedTimeSource) {
+    let Ok(text) = std::fs::read_to_string(&opts.path) else {
+        return;
+    };
+    let expires_at = entra_federation::ClaimSummary::read_unverified(text.trim())
+        .ok()
+        .and_then(|c| c.exp)
+        .map(|exp| std::time::UNIX_EPOCH + Duration::from_secs(exp))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    status.lock().token_expires_at = Some(expires_at);
+    if expires_at <= clock.now() {
+        remove_if_expiring(opts, status, clock, Duration::ZERO);
+    }
+}
+
+/// Sleeps until `deadline` on `clock`, at most 30 s at a time before reading the clock again:
+/// timers run on the monotonic clock, which stands still while a VM is paused and ignores clock
+/// steps, so one long sleep computed from the wall clock would wake late.
 async fn sleep_until(clock: &SharedTimeSource, deadline: SystemTime) {
     const STEP: Duration = Duration::from_secs(30);
     while let Ok(wait) = deadline.duration_since(clock.now()) {

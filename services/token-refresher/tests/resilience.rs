@@ -340,3 +340,64 @@ async fn an_outage_past_the_tokens_expiry_leaves_no_expired_token_file() {
     task.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A restart during an outage (an emptyDir outlives the container): a token file left behind
+/// whose token is expired is removed with its ready file at start, before any refresh succeeds;
+/// one with an hour left stays in place.
+#[tokio::test(start_paused = true)]
+async fn a_restart_during_an_outage_removes_an_expired_file_left_behind() {
+    for (label, exp_from_now, kept) in [("stale", -600i64, false), ("fresh", 3600, true)] {
+        let clock = TokioTime::new();
+        let cloud = cloud_with(Registry::tutorial_default(), clock.clone()).await;
+        cloud.inject(Fault::status("entra_token", 503, None));
+        let provider = builder_from_env(&env_of(&cloud))
+            .time_source(clock.clone())
+            .build()
+            .unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("refresher-restart-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let b64 = |v: serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let left_behind = format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+            b64(
+                serde_json::json!({"exp": now + exp_from_now, "iss": "https://sts.windows.net/t/"})
+            )
+        );
+        let opts = FileMode {
+            path: dir.join("token"),
+            mode: 0o600,
+            once: false,
+            ready_file: Some(dir.join("ready")),
+        };
+        std::fs::write(&opts.path, &left_behind).unwrap();
+        std::fs::write(dir.join("ready"), "ready\n").unwrap();
+        let status = Arc::new(Status::default());
+        let task = {
+            let (opts, status, clock) = (opts.clone(), status.clone(), clock.clone());
+            tokio::spawn(async move {
+                file_mode::run(
+                    &provider,
+                    &opts,
+                    &aws_smithy_async::time::SharedTimeSource::new(clock),
+                    &status,
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(opts.path.exists(), kept, "{label}: the token file");
+        assert_eq!(dir.join("ready").exists(), kept, "{label}: the ready file");
+        task.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
