@@ -492,10 +492,13 @@ const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 /// appears when the body has `messages`; then the version's own check.
 fn validate_anthropic_body(req: &Value, raw: &[u8]) -> Result<(), BedrockError> {
     let Some(body) = req.as_object() else {
+        let found = json_type(req);
         return Err(error(
             400,
             "ValidationException",
-            "Malformed input request: #: expected type: JSONObject, found: JSONArray, please reformat your input and try again.",
+            &format!(
+                "Malformed input request: #: expected type: JSONObject, found: {found}, please reformat your input and try again."
+            ),
         ));
     };
     let mut violations = String::new();
@@ -503,6 +506,26 @@ fn validate_anthropic_body(req: &Value, raw: &[u8]) -> Result<(), BedrockError> 
         if !body.contains_key(key) {
             violations.push_str(&format!("#: required key [{key}] not found"));
         }
+    }
+    // The schema's types, in its wording (everit's, which Bedrock's messages come from).
+    match body.get("max_tokens") {
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {}
+        Some(Value::Number(n)) if n.as_u64().is_some() || n.as_i64().is_some() => {
+            violations.push_str(&format!("#/max_tokens: {n} is not greater or equal to 1"));
+        }
+        Some(other) => violations.push_str(&format!(
+            "#/max_tokens: expected type: Integer, found: {}",
+            json_type(other)
+        )),
+        None => {}
+    }
+    if let Some(messages) = body.get("messages")
+        && !messages.is_array()
+    {
+        violations.push_str(&format!(
+            "#/messages: expected type: JSONArray, found: {}",
+            json_type(messages)
+        ));
     }
     // In the order the body has them, as Bedrock lists them.
     for key in top_level_keys_in_order(raw) {
@@ -537,6 +560,19 @@ fn validate_anthropic_body(req: &Value, raw: &[u8]) -> Result<(), BedrockError> 
         ));
     }
     Ok(())
+}
+
+/// A JSON value's type as the schema validator behind Bedrock's messages names it.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "JSONArray",
+        Value::Object(_) => "JSONObject",
+        Value::String(_) => "String",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "Integer",
+        Value::Number(_) => "BigDecimal",
+        Value::Bool(_) => "Boolean",
+        Value::Null => "Null",
+    }
 }
 
 /// The keys of a JSON object in the order they appear (`serde_json::Map` sorts them).
@@ -668,6 +704,44 @@ mod tests {
             Some("San Francisco")
         );
         assert_eq!(weather_city("Tell me a joke"), None);
+    }
+
+    #[test]
+    fn anthropic_bodies_are_checked_for_types_as_well_as_keys() {
+        let check = |body: &str| {
+            validate_anthropic_body(&serde_json::from_str(body).unwrap(), body.as_bytes())
+                .err()
+                .map(|e| e.message)
+        };
+        let ok = r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"messages":[]}"#;
+        assert_eq!(check(ok), None);
+        for (body, says) in [
+            (
+                r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":"ten","messages":[]}"#,
+                "#/max_tokens: expected type: Integer, found: String",
+            ),
+            (
+                r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":null,"messages":[]}"#,
+                "#/max_tokens: expected type: Integer, found: Null",
+            ),
+            (
+                r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":0,"messages":[]}"#,
+                "#/max_tokens: 0 is not greater or equal to 1",
+            ),
+            (
+                r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":-5,"messages":[]}"#,
+                "#/max_tokens: -5 is not greater or equal to 1",
+            ),
+            (
+                r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":{}}"#,
+                "#/messages: expected type: JSONArray, found: JSONObject",
+            ),
+            ("[1]", "found: JSONArray"),
+            ("\"x\"", "found: String"),
+        ] {
+            let got = check(body).unwrap_or_else(|| panic!("{body} accepted"));
+            assert!(got.contains(says), "{body}: {got}");
+        }
     }
 
     #[test]

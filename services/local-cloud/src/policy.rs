@@ -162,6 +162,26 @@ impl PolicyDocument {
     }
 }
 
+impl PolicyDocument {
+    /// [`Self::validate`] for a permission (identity or session) policy: each statement names
+    /// its resources (`Resource` or `NotResource`) and no principal. A statement without
+    /// resources would match nothing, so a `Deny` written that way would be silently dropped.
+    pub fn validate_permission(&self) -> Result<(), String> {
+        self.validate()?;
+        for s in self.statements() {
+            if s.resource.is_none() && s.not_resource.is_none() {
+                return Err("a permission statement has neither Resource nor NotResource".into());
+            }
+            if s.principal.is_some() {
+                return Err(
+                    "a permission statement has a Principal (only trust policies name one)".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Evaluates `docs` for `req`.
 pub fn decide(docs: &[&PolicyDocument], req: &Request<'_>) -> Decision {
     let mut allowed = false;
@@ -383,6 +403,32 @@ mod tests {
         assert!(both.validate().unwrap_err().contains("NotAction"));
         let neither = doc(serde_json::json!({"Statement":{"Effect":"Allow","Resource":"*"}}));
         assert!(neither.validate().unwrap_err().contains("Action"));
+    }
+
+    #[test]
+    fn permission_statements_must_name_resources_and_no_principal() {
+        let no_resource =
+            doc(serde_json::json!({"Statement":{"Effect":"Deny","Action":"bedrock:*"}}));
+        assert!(no_resource.validate().is_ok(), "a trust-policy shape");
+        assert!(
+            no_resource
+                .validate_permission()
+                .unwrap_err()
+                .contains("Resource")
+        );
+        let principal = doc(
+            serde_json::json!({"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Principal":{"AWS":"*"}}}),
+        );
+        assert!(
+            principal
+                .validate_permission()
+                .unwrap_err()
+                .contains("Principal")
+        );
+        let fine = doc(
+            serde_json::json!({"Statement":{"Effect":"Deny","Action":"bedrock:*","NotResource":"arn:aws:bedrock:*::foundation-model/anthropic.*"}}),
+        );
+        fine.validate_permission().unwrap();
     }
 
     #[test]

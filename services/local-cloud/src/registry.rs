@@ -420,13 +420,13 @@ impl Registry {
                 .validate()
                 .map_err(|e| format!("role {}: trust policy: {e}", role.name))?;
             for p in &role.permission_policies {
-                p.validate()
+                p.validate_permission()
                     .map_err(|e| format!("role {}: permission policy: {e}", role.name))?;
             }
         }
         for m in &self.managed_policies {
             m.document
-                .validate()
+                .validate_permission()
                 .map_err(|e| format!("managed policy {}: {e}", m.arn))?;
         }
         if self.aws_account_id.len() != 12

@@ -109,7 +109,11 @@ impl Fault {
 
     /// The answer for the kinds that do not depend on the service (all but `Status`);
     /// `content_type` is the service's own. `None` for `Status`: the service writes its error.
-    pub async fn canned(&self, content_type: &'static str) -> Option<axum::response::Response> {
+    pub async fn canned(
+        &self,
+        content_type: &'static str,
+        cleared: Option<tokio::sync::watch::Receiver<u64>>,
+    ) -> Option<axum::response::Response> {
         use axum::response::IntoResponse;
         let html = "text/html; charset=utf-8";
         let with_type = |ct: &'static str, body: &'static str| {
@@ -159,7 +163,17 @@ impl Fault {
                 Some(r)
             }
             FaultKind::Hang => {
-                tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)).await;
+                // Ends when the faults are cleared (the caller passes the clearing signal), or
+                // after a day.
+                if let Some(mut cleared) = cleared {
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(24 * 3600),
+                        cleared.changed(),
+                    )
+                    .await;
+                } else {
+                    tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)).await;
+                }
                 Some(axum::http::StatusCode::GATEWAY_TIMEOUT.into_response())
             }
         }
@@ -197,6 +211,8 @@ pub struct CloudState {
     skews: Mutex<HashMap<String, i64>>,
     /// Draws `Fault::fraction`; seeded so that a run can be repeated.
     rng: Mutex<fastrand::Rng>,
+    /// Bumped by [`CloudState::clear_faults`]: ends the hangs it injected.
+    cleared: tokio::sync::watch::Sender<u64>,
     latencies: Mutex<HashMap<String, std::time::Duration>>,
     holds: Mutex<Vec<Arc<Hold>>>,
 }
@@ -267,6 +283,7 @@ impl CloudState {
             faults: Mutex::new(Vec::new()),
             skews: Mutex::new(HashMap::new()),
             rng: Mutex::new(fastrand::Rng::new()),
+            cleared: tokio::sync::watch::Sender::new(0),
             latencies: Mutex::new(HashMap::new()),
             holds: Mutex::new(Vec::new()),
         })
@@ -297,8 +314,15 @@ impl CloudState {
         lock(&self.counters).clear();
     }
 
-    /// Adds a fault.
-    pub fn inject(&self, fault: Fault) {
+    /// Adds a fault. A `count` of 0 hits nothing and is not kept; a `fraction` is clamped to
+    /// 0..=1.
+    pub fn inject(&self, mut fault: Fault) {
+        if fault.count == Some(0) {
+            return;
+        }
+        fault.fraction = fault
+            .fraction
+            .map(|f| if f.is_nan() { 0.0 } else { f.clamp(0.0, 1.0) });
         lock(&self.faults).push(fault);
     }
 
@@ -326,7 +350,9 @@ impl CloudState {
     pub fn issuing_now(&self, service: &str) -> SystemTime {
         let now = self.clock.now();
         match lock(&self.skews).get(service).copied().unwrap_or(0) {
-            s if s >= 0 => now + std::time::Duration::from_secs(s as u64),
+            s if s >= 0 => now
+                .checked_add(std::time::Duration::from_secs(s as u64))
+                .unwrap_or(now),
             s => now
                 .checked_sub(std::time::Duration::from_secs(s.unsigned_abs()))
                 .unwrap_or(SystemTime::UNIX_EPOCH),
@@ -337,6 +363,7 @@ impl CloudState {
     pub fn clear_faults(&self) {
         lock(&self.faults).clear();
         lock(&self.skews).clear();
+        self.cleared.send_modify(|n| *n += 1);
         lock(&self.latencies).clear();
         for hold in lock(&self.holds).drain(..) {
             hold.release();
@@ -405,7 +432,10 @@ impl CloudState {
         let Some(fault) = self.take_fault(name) else {
             return Ok(None);
         };
-        match fault.canned(content_type).await {
+        match fault
+            .canned(content_type, Some(self.cleared.subscribe()))
+            .await
+        {
             Some(answer) => Err(answer),
             None => Ok(Some(fault)),
         }

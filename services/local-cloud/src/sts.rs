@@ -571,7 +571,7 @@ fn session_policies(
                 format!("The policy is not in the valid JSON format. ({e})"),
             )
         })?;
-        doc.validate().map_err(|e| {
+        doc.validate_permission().map_err(|e| {
             fault(
                 400,
                 "MalformedPolicyDocument",
