@@ -539,6 +539,19 @@ async fn downstream_api_forwards_method_and_body_and_returns_the_downstreams_con
         (echoed["method"].as_str(), echoed["body"].as_str()),
         (Some("GET"), Some(""))
     );
+    // Only the methods of an API call: CONNECT and TRACE are refused.
+    let mut url = reqwest::Url::parse(&format!("{sidecar_url}/DownstreamApi/weather-api")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("AgentIdentity", ids::AGENT_CLIENT_ID)
+        .append_pair("optionsOverride.RelativePath", "/echo")
+        .append_pair("optionsOverride.HttpMethod", "TRACE");
+    let refused = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(user.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
     let chunked = call("/chunked", None, None).await;
     assert_eq!(chunked["statusCode"], 200);
     assert!(chunked["content"].is_null(), "{chunked}");

@@ -716,8 +716,14 @@ async fn downstream(
         .http_method
         .or(cfg.http_method)
         .unwrap_or_else(|| "GET".into());
-    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| problem(400, &format!("The HTTP method '{method}' is not valid.")))?;
+    // The methods .NET's HttpMethod names for an API call (no CONNECT or TRACE).
+    const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    let upper = method.to_ascii_uppercase();
+    let method = METHODS
+        .iter()
+        .find(|m| **m == upper)
+        .and_then(|m| reqwest::Method::from_bytes(m.as_bytes()).ok())
+        .ok_or_else(|| problem(400, &format!("The HTTP method '{method}' is not valid.")))?;
     let mut request = s.http.request(method, url).bearer_auth(token);
     // The caller's body goes along only when it says what it is (the sidecar reads it as
     // HttpContent only then).
@@ -751,7 +757,20 @@ async fn downstream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let body = resp.text().await.unwrap_or_default();
+    // Bounded, as the sidecar's own limits bound what it relays.
+    const MAX_DOWNSTREAM_BODY: usize = 1 << 20;
+    let mut resp = resp;
+    let mut raw = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if raw.len() + chunk.len() > MAX_DOWNSTREAM_BODY {
+            return Err(problem(
+                500,
+                "An unexpected error occurred. The downstream answer is over 1 MiB.",
+            ));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8_lossy(&raw).into_owned();
     let content = if declared_length > 0 {
         json!(body)
     } else {
