@@ -6,6 +6,14 @@
 
 use crate::clock::Clock;
 
+/// The HTTP status a target's first two bytes pick (100-599), and the rest: the answer.
+pub fn split_status(data: &[u8]) -> (u16, &[u8]) {
+    match data {
+        [a, b, rest @ ..] => (100 + u16::from_le_bytes([*a, *b]) % 500, rest),
+        _ => (200, data),
+    }
+}
+
 /// An STS `AssumeRoleWithWebIdentity` answer with HTTP `status`.
 pub fn sts_response(status: u16, body: &str) {
     if (200..300).contains(&status) {
