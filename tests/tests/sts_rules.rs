@@ -4,7 +4,7 @@
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 
-use local_cloud::{LocalCloud, Registry};
+use local_cloud::{LocalCloud, Registry, ids};
 use std::time::Duration;
 use system_tests::*;
 
@@ -275,6 +275,70 @@ async fn session_policies_report_their_packed_size() {
             "{name}: {body}"
         );
     }
+}
+
+/// The packed size counts the inline policy and the managed policies' ARNs together, as AWS
+/// documents ("the session policies and session tags combined"): two that each fit can together
+/// be too large, refused with AWS's wording, which gives the percentage.
+#[tokio::test]
+async fn the_packed_size_counts_inline_policy_and_arns_together() {
+    let cloud = cloud().await;
+    let token = resigned_v1_token(&cloud, |_| {}).await;
+    // An ARN of about 540 characters (IAM allows a 512-character path) ...
+    let arn = format!(
+        "arn:aws:iam::{}:policy/{}/Bedrock",
+        ids::AWS_ACCOUNT_ID,
+        "team/".repeat(100).trim_end_matches('/')
+    );
+    cloud.edit_registry(|r| {
+        r.managed_policies
+            .push(local_cloud::registry::ManagedPolicy {
+                arn: arn.clone(),
+                document: serde_json::from_str(
+                    r#"{"Statement":{"Effect":"Allow","Action":"bedrock:*","Resource":"*"}}"#,
+                )
+                .unwrap(),
+            })
+    });
+    // ... and an inline policy of about 1,600: each alone is within the limit.
+    let actions: Vec<String> = (0..72)
+        .map(|i| format!("\"bedrock:Action{i:04}\""))
+        .collect();
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{}],"Resource":"*"}}]}}"#,
+        actions.join(",")
+    );
+    assert!((1500..2048).contains(&policy.len()) && (500..2048).contains(&arn.len()));
+    assert!(policy.len() + arn.len() > 2048);
+    let alone = |body: &str| {
+        body.split_once("<PackedPolicySize>")
+            .and_then(|(_, rest)| rest.split_once("</PackedPolicySize>"))
+            .map(|(n, _)| n.parse::<u64>().unwrap())
+            .unwrap_or_else(|| panic!("{body}"))
+    };
+    let (status, body) = assume_with(&cloud, &token, None, &[("Policy", &policy)]).await;
+    assert_eq!(status, 200, "{body}");
+    let inline_only = alone(&body);
+    let (status, body) =
+        assume_with(&cloud, &token, None, &[("PolicyArns.member.1.arn", &arn)]).await;
+    assert_eq!(status, 200, "{body}");
+    let arn_only = alone(&body);
+    assert!(inline_only + arn_only > 100, "{inline_only} + {arn_only}");
+    let (status, body) = assume_with(
+        &cloud,
+        &token,
+        None,
+        &[("Policy", &policy), ("PolicyArns.member.1.arn", &arn)],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>PackedPolicyTooLarge</Code>"), "{body}");
+    let percent = body
+        .split_once("Packed policy consumes ")
+        .and_then(|(_, rest)| rest.split_once("% of allotted space, please use smaller policy."))
+        .map(|(n, _)| n.parse::<u64>().unwrap())
+        .unwrap_or_else(|| panic!("AWS's wording with the percentage: {body}"));
+    assert!(percent > 100, "{body}");
 }
 
 /// GetCallerIdentity signed for a region this endpoint does not serve (neither its own nor

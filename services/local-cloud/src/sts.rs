@@ -553,10 +553,10 @@ fn get_caller_identity(
 
 /// The session policies of a request: the inline `Policy` and the documents of
 /// `PolicyArns.member.N.arn` (at most 10, looked up among the account's managed policies), and
-/// the `PackedPolicySize` to report when any was given. The inline policy and the ARNs each have
-/// a 2,048-character plaintext limit; AWS then packs (compresses) them and does not publish how,
-/// so this emulation reports the larger of the two as a percentage of 2,048 and refuses beyond
-/// 100 %.
+/// the `PackedPolicySize` to report when any was given. AWS packs (compresses) the inline policy
+/// and the ARNs together ("the session policies and session tags combined") and does not publish
+/// how, so this emulation reports their characters together as a percentage of 2,048 and refuses
+/// beyond 100 % with AWS's wording.
 fn session_policies(
     s: &CloudState,
     p: &HashMap<String, String>,
@@ -611,12 +611,14 @@ fn session_policies(
     if docs.is_empty() {
         return Ok((docs, None));
     }
-    let percent = (inline_chars.max(arn_chars) * 100).div_ceil(2048) as u64;
+    let percent = ((inline_chars + arn_chars) * 100).div_ceil(2048) as u64;
     if percent > 100 {
         return Err(fault(
             400,
             "PackedPolicyTooLarge",
-            "Packed policy consumes more than the allowed size.",
+            format!(
+                "Packed policy consumes {percent}% of allotted space, please use smaller policy."
+            ),
         ));
     }
     Ok((docs, Some(percent)))
