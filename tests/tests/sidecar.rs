@@ -488,6 +488,14 @@ async fn downstream_api_forwards_method_and_body_and_returns_the_downstreams_con
                 let chunks = futures::stream::iter([Ok::<_, std::io::Error>("part")]);
                 axum::body::Body::from_stream(chunks)
             }),
+        )
+        .route(
+            "/big",
+            axum::routing::get(|| async { "x".repeat((1 << 20) + 1) }),
+        )
+        .route(
+            "/just-fits",
+            axum::routing::get(|| async { "x".repeat(1 << 20) }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -558,6 +566,28 @@ async fn downstream_api_forwards_method_and_body_and_returns_the_downstreams_con
     assert!(
         chunked["headers"].get("Content-Length").is_none(),
         "{chunked}"
+    );
+    // At most 1 MiB of the downstream's answer is relayed; more is the sidecar's 500 problem.
+    let fits = call("/just-fits", None, None).await;
+    assert_eq!(fits["content"].as_str().map(str::len), Some(1 << 20));
+    let mut url = reqwest::Url::parse(&format!("{sidecar_url}/DownstreamApi/weather-api")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("AgentIdentity", ids::AGENT_CLIENT_ID)
+        .append_pair("optionsOverride.RelativePath", "/big");
+    let big = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(user.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 500);
+    let problem: serde_json::Value = big.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("over 1 MiB"),
+        "{problem}"
     );
 }
 

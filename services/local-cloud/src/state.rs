@@ -538,6 +538,58 @@ mod tests {
         assert!(s.take_fault("stsx").is_none());
     }
 
+    fn state() -> CloudState {
+        CloudState::new(
+            Registry::tutorial_default(),
+            SharedTimeSource::default(),
+            reqwest::Client::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_fault_for_no_calls_is_not_kept_and_fractions_are_clamped() {
+        let s = state();
+        s.inject(Fault {
+            count: Some(0),
+            ..Fault::status("sts", 503, None)
+        });
+        assert!(s.take_fault("sts").is_none(), "count 0 hits nothing");
+        // Above 1 hits every call; below 0 and NaN hit none.
+        s.inject(Fault {
+            fraction: Some(7.5),
+            count: Some(50),
+            ..Fault::status("entra", 503, None)
+        });
+        assert!((0..50).all(|_| s.take_fault("entra").is_some()));
+        for f in [-2.0, f64::NAN] {
+            s.inject(Fault {
+                fraction: Some(f),
+                ..Fault::status("imds", 503, None)
+            });
+        }
+        assert!((0..50).all(|_| s.take_fault("imds").is_none()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hang_ends_when_the_faults_are_cleared() {
+        let s = Arc::new(state());
+        s.inject(Fault::of_kind("sts", FaultKind::Hang));
+        let hung = {
+            let s = s.clone();
+            tokio::spawn(async move { s.door("sts", "text/xml").await })
+        };
+        // Far short of the day a hang lasts: still hanging.
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        assert!(!hung.is_finished());
+        s.clear_faults();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(1), hung)
+            .await
+            .expect("the hang ends when the faults are cleared")
+            .unwrap();
+        assert_eq!(answer.unwrap_err().status(), 504);
+    }
+
     #[test]
     fn iso_dates() {
         assert_eq!(
