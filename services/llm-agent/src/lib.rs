@@ -7,7 +7,11 @@
 //! step is traced with claim summaries only; all state is per request.
 
 mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod model;
+mod request;
 mod spend;
 mod tool;
 pub mod trace;
@@ -24,7 +28,6 @@ use axum::{Json, Router};
 use entra_federation::error::DisplayChain;
 use entra_federation::validate::{KindPolicy, Policy, TokenValidator, ValidatorConfig};
 use entra_federation::{EntraCredentialsProvider, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -337,15 +340,6 @@ async fn config_info(State(app): State<Arc<App>>) -> Json<Value> {
     }))
 }
 
-#[derive(Deserialize)]
-struct ChatRequest {
-    message: Option<String>,
-    llm_mode: Option<String>,
-    mode: Option<String>,
-    token_flow: Option<String>,
-    user_token: Option<String>,
-}
-
 fn failure(
     status: u16,
     error: &str,
@@ -364,7 +358,7 @@ fn failure(
 async fn chat(
     State(app): State<Arc<App>>,
     client: Option<axum::Extension<spend::Client>>,
-    body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<request::ChatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
@@ -385,61 +379,23 @@ async fn chat(
         }
         return busy();
     };
-    let message = req.message.as_deref().map(str::trim).unwrap_or_default();
-    if message.is_empty() {
-        return failure(400, "No message provided", None, None, vec![]);
-    }
-    if message.chars().count() > 2000 {
-        return failure(
-            400,
-            "The message is longer than 2000 characters",
-            None,
-            None,
-            vec![],
-        );
-    }
-    let mode = req
-        .llm_mode
-        .as_deref()
-        .or(req.mode.as_deref())
-        .unwrap_or("direct");
-    if !matches!(mode, "direct" | "bedrock") {
-        return failure(
-            400,
-            &format!("llm_mode must be 'direct' or 'bedrock', not '{mode}'"),
-            None,
-            None,
-            vec![],
-        );
-    }
-    let flow_name = req.token_flow.as_deref().unwrap_or("autonomous");
+    let checked = match req.check() {
+        Ok(c) => c,
+        Err(r) => {
+            return failure(
+                r.status,
+                &r.error,
+                r.token_flow,
+                r.agent_type.as_deref(),
+                vec![],
+            );
+        }
+    };
+    let (message, mode) = (checked.message, checked.mode);
     let mut trace = Trace::default();
-    let flow = match flow_name {
-        "autonomous" => Flow::Autonomous,
-        "obo" => {
-            let Some(raw) = req
-                .user_token
-                .as_deref()
-                .map(|t| {
-                    // With or without its scheme, matched case-insensitively (RFC 7235).
-                    let t = t.trim();
-                    match t.split_once(' ') {
-                        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("Bearer") => {
-                            rest.trim()
-                        }
-                        _ => t,
-                    }
-                })
-                .filter(|t| !t.is_empty())
-            else {
-                return failure(
-                    400,
-                    "OBO flow requires a user token. Please sign in first.",
-                    Some("obo"),
-                    Some(mode),
-                    vec![],
-                );
-            };
+    let flow = match checked.user_token {
+        None => Flow::Autonomous,
+        Some(raw) => {
             // Validated here, before it is sent anywhere.
             if let Err(e) = app.users.validate(raw).await {
                 // 401 for a token that is not for this agent, 403 for one the policy refuses, 503
@@ -458,15 +414,6 @@ async fn chat(
                 Outcome::Ok,
             );
             Flow::OnBehalfOf(SecretString::new(raw.to_string()))
-        }
-        other => {
-            return failure(
-                400,
-                &format!("token_flow must be 'autonomous' or 'obo', not '{other}'"),
-                None,
-                Some(mode),
-                vec![],
-            );
         }
     };
 

@@ -43,12 +43,37 @@ impl std::fmt::Debug for ProcessCredentials {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct CacheEntry {
+pub(crate) struct CacheEntry {
     #[serde(flatten)]
     credentials: ProcessCredentials,
     obtained_at: String,
+}
+
+impl CacheEntry {
+    /// A cache file's entry; anything else (another tool's file, a torn write, another version,
+    /// which SDKs would refuse) is no entry.
+    pub(crate) fn parse(text: &[u8]) -> Option<Self> {
+        let entry: Self = serde_json::from_slice(text).ok()?;
+        (entry.credentials.version == 1).then_some(entry)
+    }
+
+    /// The cached credentials while more than 15 minutes (or half their life, for short-lived
+    /// ones) remain: SDKs refresh 15 minutes ahead and must get fresher ones then.
+    pub(crate) fn fresh(self, now: SystemTime) -> Option<ProcessCredentials> {
+        let expires = crate::parse_iso8601(&self.credentials.expiration)?;
+        let obtained = crate::parse_iso8601(&self.obtained_at)?;
+        let lifetime = expires.duration_since(obtained).ok()?;
+        let keep = Duration::from_secs(15 * 60).min(lifetime / 2);
+        (expires.duration_since(now).ok()? > keep).then_some(self.credentials)
+    }
+
+    /// The cached credentials if more than `margin` of validity remains.
+    pub(crate) fn valid_for(self, now: SystemTime, margin: Duration) -> Option<ProcessCredentials> {
+        let expires = crate::parse_iso8601(&self.credentials.expiration)?;
+        (expires.duration_since(now).ok()? > margin).then_some(self.credentials)
+    }
 }
 
 /// Why no credentials were printed.
@@ -192,25 +217,15 @@ impl Cache {
         let file = open_private(&self.entry, false).ok()?;
         let mut text = Vec::new();
         file.take(64 * 1024).read_to_end(&mut text).ok()?;
-        serde_json::from_slice(&text).ok()
+        CacheEntry::parse(&text)
     }
 
-    /// The cached credentials while more than 15 minutes (or half their life, for short-lived
-    /// ones) remain: SDKs refresh 15 minutes ahead and must get fresher ones then.
     fn read_fresh(&self, now: SystemTime) -> Option<ProcessCredentials> {
-        let entry = self.read()?;
-        let expires = crate::parse_iso8601(&entry.credentials.expiration)?;
-        let obtained = crate::parse_iso8601(&entry.obtained_at)?;
-        let lifetime = expires.duration_since(obtained).ok()?;
-        let keep = Duration::from_secs(15 * 60).min(lifetime / 2);
-        (expires.duration_since(now).ok()? > keep).then_some(entry.credentials)
+        self.read()?.fresh(now)
     }
 
-    /// The cached credentials if more than `margin` of validity remains.
     fn read_valid_for(&self, now: SystemTime, margin: Duration) -> Option<ProcessCredentials> {
-        let entry = self.read()?;
-        let expires = crate::parse_iso8601(&entry.credentials.expiration)?;
-        (expires.duration_since(now).ok()? > margin).then_some(entry.credentials)
+        self.read()?.valid_for(now, margin)
     }
 
     fn write(
@@ -287,7 +302,7 @@ fn open_private(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-fn to_process(c: &Credentials) -> Result<ProcessCredentials, CredentialProcessError> {
+pub(crate) fn to_process(c: &Credentials) -> Result<ProcessCredentials, CredentialProcessError> {
     Ok(ProcessCredentials {
         version: 1,
         access_key_id: c.access_key_id().to_string(),
@@ -303,6 +318,27 @@ fn to_process(c: &Credentials) -> Result<ProcessCredentials, CredentialProcessEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `credential_process_cache` fuzz target: a cache file of another version (a
+    /// future release's, or a damaged one) was printed as it was, and SDKs refuse a `Version`
+    /// other than 1.
+    #[test]
+    fn a_cache_entry_of_another_version_is_no_entry() {
+        let entry = |version: u32| {
+            format!(
+                r#"{{"Version":{version},"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"s","SessionToken":"t","Expiration":"2030-01-01T01:00:00Z","ObtainedAt":"2030-01-01T00:00:00Z"}}"#
+            )
+        };
+        let now = crate::parse_iso8601("2030-01-01T00:00:00Z").unwrap();
+        let good = CacheEntry::parse(entry(1).as_bytes()).expect("a version 1 entry");
+        assert!(good.fresh(now).is_some());
+        for version in [0, 2, 255] {
+            assert!(
+                CacheEntry::parse(entry(version).as_bytes()).is_none(),
+                "version {version}"
+            );
+        }
+    }
 
     #[test]
     fn debug_shows_no_secret() {

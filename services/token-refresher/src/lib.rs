@@ -11,6 +11,9 @@
 
 pub mod credential_process;
 pub mod file_mode;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod serve;
 pub mod token_file;
 

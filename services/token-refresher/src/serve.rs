@@ -92,10 +92,6 @@ async fn credentials(
             "use GET",
         );
     }
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
     let Some(expected) = app.auth.expected() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -103,7 +99,7 @@ async fn credentials(
             "the authorization token file cannot be read",
         );
     };
-    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    if !authorized(&headers, &expected) {
         tracing::warn!("refused a credentials request without the right authorization token");
         return error(
             StatusCode::UNAUTHORIZED,
@@ -114,24 +110,17 @@ async fn credentials(
     // The library's typed error: its message names the hop, the code and the fix (the SDK trait's
     // error would only say "an error occurred while loading credentials").
     match app.provider.credentials().await {
-        Ok(c) => {
-            let (Some(token), Some(expiry)) = (c.session_token(), c.expiry()) else {
-                return error(
+        Ok(c) => match credentials_body(&c) {
+            Ok(body) => Json(body).into_response(),
+            Err(why) => {
+                tracing::error!(error = why, "no credentials to serve");
+                error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "CredentialsUnavailable",
-                    "incomplete credentials",
-                );
-            };
-            // `AccountId` is read by aws-config's container provider (account-based endpoints).
-            Json(serde_json::json!({
-                "AccessKeyId": c.access_key_id(),
-                "SecretAccessKey": c.secret_access_key(),
-                "Token": token,
-                "Expiration": crate::iso8601(expiry),
-                "AccountId": c.account_id().map(|a| a.as_str()),
-            }))
-            .into_response()
-        }
+                    why,
+                )
+            }
+        },
         Err(e) => {
             let text = DisplayChain(&*e).to_string();
             tracing::error!(error = %text, "no credentials to serve");
@@ -142,6 +131,32 @@ async fn credentials(
             )
         }
     }
+}
+
+/// Whether the request's `Authorization` header is exactly the expected token.
+pub(crate) fn authorized(headers: &HeaderMap, expected: &str) -> bool {
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    constant_time_eq(presented.as_bytes(), expected.as_bytes())
+}
+
+/// The answer SDKs read, or why these credentials cannot be served.
+pub(crate) fn credentials_body(
+    c: &aws_credential_types::Credentials,
+) -> Result<serde_json::Value, &'static str> {
+    let (Some(token), Some(expiry)) = (c.session_token(), c.expiry()) else {
+        return Err("incomplete credentials");
+    };
+    // `AccountId` is read by aws-config's container provider (account-based endpoints).
+    Ok(serde_json::json!({
+        "AccessKeyId": c.access_key_id(),
+        "SecretAccessKey": c.secret_access_key(),
+        "Token": token,
+        "Expiration": crate::iso8601(expiry),
+        "AccountId": c.account_id().map(|a| a.as_str()),
+    }))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
