@@ -524,6 +524,56 @@ fn the_reliability_page_lists_every_case() {
     );
 }
 
+/// The hostile-input part of docs/reliability.md names tests as `path` `name` and fuzz targets as
+/// fuzz `name`: every named test exists in its file, every named target is in fuzz/Cargo.toml,
+/// and every target there is on the page.
+#[test]
+fn the_reliability_page_names_only_tests_that_exist() {
+    let root = workspace_root();
+    let page = std::fs::read_to_string(root.join("docs/reliability.md")).unwrap();
+    let mut named = 0;
+    // "`path.rs` `name`" pairs; a row may list several, separated by commas.
+    for (i, _) in page.match_indices(".rs` `") {
+        let path_start = page[..i].rfind('`').unwrap() + 1;
+        let path = &page[path_start..i + 3];
+        let rest = &page[i + 6..];
+        let name = &rest[..rest.find('`').unwrap()];
+        let source = std::fs::read_to_string(root.join(path))
+            .unwrap_or_else(|e| panic!("docs/reliability.md names {path}: {e}"));
+        assert!(
+            source.contains(&format!("fn {name}(")),
+            "docs/reliability.md names {name} in {path}, which has no such function"
+        );
+        named += 1;
+    }
+    assert!(
+        named >= 20,
+        "only {named} tests named: is the format still `path` `name`?"
+    );
+    let manifest = std::fs::read_to_string(root.join("fuzz/Cargo.toml")).unwrap();
+    let targets: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|l| l.trim_end_matches('"'))
+        .filter(|n| *n != "entra-federation-fuzz")
+        .collect();
+    assert!(targets.len() >= 13, "{targets:?}");
+    for t in &targets {
+        assert!(
+            page.contains(&format!("fuzz `{t}`")),
+            "docs/reliability.md does not list the fuzz target {t}"
+        );
+    }
+    for (i, _) in page.match_indices("fuzz `") {
+        let rest = &page[i + 6..];
+        let name = &rest[..rest.find('`').unwrap()];
+        assert!(
+            targets.contains(&name),
+            "docs/reliability.md names the fuzz target {name}, which fuzz/Cargo.toml lacks"
+        );
+    }
+}
+
 /// One simulated week, a caller every minute, on a paused clock: the upstream calls (identity
 /// endpoint, Entra, STS) it takes, and whether any caller went without valid credentials or had
 /// to wait. With `failing`, each upstream call fails with 503 at that rate (seeded).
