@@ -136,6 +136,9 @@ pub fn fix_for(code: u32) -> Option<&'static str> {
         500011 => {
             "the resource is not in the tenant: the intermediary app needs identifierUris=[\"api://<its app id>\"] and a service principal (az ad sp create --id $STS_APP_ID); the scope must be api://<STS_APP_ID>/.default"
         }
+        65001 => {
+            "consent is missing: the calling app (for on-behalf-of, the agent identity) needs the delegated permission on the resource granted by an admin"
+        }
         90002 => {
             "the tenant was not found: check TENANT_ID / AZURE_TENANT_ID and AZURE_AUTHORITY_HOST (sovereign clouds)"
         }

@@ -1,6 +1,9 @@
 //! Shared helpers of the system tests: a local cloud per test, a provider configured only from the
 //! environment the local cloud writes, and the Python venv of third-party peers.
 
+mod recordings;
+pub use recordings::*;
+
 use aws_smithy_async::time::TimeSource;
 use entra_federation::{EntraCredentialsProvider, EntraCredentialsProviderBuilder};
 use local_cloud::{LocalCloud, Registry};

@@ -5,162 +5,12 @@
 //! types and the same wording (numbers, GUIDs and URLs aside). A recording the local cloud cannot
 //! match is a bug in the local cloud.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
 use entra_federation::Error;
 use entra_federation::error::{EntraError, StsError, StsErrorCode};
 use local_cloud::{LocalCloud, Registry, ids};
 use serde_json::{Value, json};
 use std::time::Duration;
 use system_tests::*;
-
-/// Every recording under `tests/recorded/<dir>/` that describes an error answer (a `situation`).
-fn recordings(dir: &str) -> Vec<(String, Value)> {
-    let folder = workspace_root().join("tests/recorded").join(dir);
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json"))
-        .map(|name| {
-            let v = recorded(&format!("{dir}/{name}"));
-            (name, v)
-        })
-        .filter(|(_, v)| v["situation"].is_string())
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(!out.is_empty(), "no recordings in {}", folder.display());
-    out
-}
-
-/// A message with what varies between occurrences replaced: numbers, GUIDs (redacted ones too),
-/// key ids, URLs. Punctuation after a word stays.
-fn wording(message: &str) -> String {
-    message
-        .split_whitespace()
-        .map(|word| {
-            let core = word.trim_end_matches(['.', ',', ';', ':', '\'']);
-            let tail = &word[core.len()..];
-            let is_guid = core.len() == 36
-                && core.char_indices().all(|(i, c)| {
-                    if [8, 13, 18, 23].contains(&i) {
-                        c == '-'
-                    } else {
-                        c.is_ascii_hexdigit() || c == 'x'
-                    }
-                });
-            let kind = if core.starts_with("http://") || core.starts_with("https://") {
-                "<url>"
-            } else if is_guid {
-                "<guid>"
-            } else if !core.is_empty() && core.chars().all(|c| c.is_ascii_digit()) {
-                "<n>"
-            } else if core.len() >= 20
-                && core.chars().any(|c| c.is_ascii_digit())
-                && core
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                // A key id: a hex thumbprint in one issuer's keys, base64url in another's.
-                "<key id>"
-            } else {
-                return word.to_string();
-            };
-            format!("{kind}{tail}")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The recorded wording matches ours: equal, or a prefix of ours where the paste was cut ("...").
-fn same_wording(recorded: &str, ours: &str, what: &str) {
-    let (recorded, cut) = match recorded.strip_suffix("...") {
-        Some(r) => (r, true),
-        None => (recorded, false),
-    };
-    let (r, o) = (wording(recorded), wording(ours));
-    if cut {
-        assert!(o.starts_with(&r), "{what}: recorded «{r}…», ours «{o}»");
-    } else {
-        assert_eq!(r, o, "{what}: the wording");
-    }
-}
-
-fn xml_field<'a>(body: &'a str, name: &str) -> &'a str {
-    body.split_once(&format!("<{name}>"))
-        .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
-        .map(|(v, _)| v)
-        .unwrap_or_else(|| panic!("no <{name}> in {body}"))
-}
-
-/// The body to replay: the recorded one, or STS's or Entra's documented error shape around the
-/// recorded code and message where only those were pasted.
-fn wire_body(r: &Value) -> (String, &'static str) {
-    match (&r["body"], r["service"].as_str()) {
-        (Value::String(xml), _) => (xml.clone(), "text/xml"),
-        (Value::Object(_), _) => (r["body"].to_string(), "application/json; charset=utf-8"),
-        (_, Some("bedrock")) => (
-            json!({"message": r["message"]}).to_string(),
-            "application/json",
-        ),
-        (_, Some("sts")) => (
-            format!(
-                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>4c3d2b1a-0000-4000-8000-000000000001</RequestId>\n</ErrorResponse>\n",
-                r["code"].as_str().unwrap(),
-                r["message"].as_str().unwrap()
-            ),
-            "text/xml",
-        ),
-        _ => {
-            let code = r["code"].as_u64().unwrap();
-            (
-                json!({
-                    "error": r["error"],
-                    "error_description": format!(
-                        "AADSTS{code}: {}\r\nTrace ID: 1d2c3b4a-0000-4000-8000-000000000001\r\nCorrelation ID: 1d2c3b4a-0000-4000-8000-000000000002\r\nTimestamp: 2026-01-01 00:00:00Z",
-                        r["message"].as_str().unwrap()
-                    ),
-                    "error_codes": [code],
-                    "timestamp": "2026-01-01 00:00:00Z",
-                    "trace_id": "1d2c3b4a-0000-4000-8000-000000000001",
-                    "correlation_id": "1d2c3b4a-0000-4000-8000-000000000002",
-                    "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
-                })
-                .to_string(),
-                "application/json; charset=utf-8",
-            )
-        }
-    }
-}
-
-/// A server that answers every request with the recording.
-async fn replay(r: &Value) -> String {
-    let status = StatusCode::from_u16(r["status"].as_u64().unwrap() as u16).unwrap();
-    let (body, content_type) = wire_body(r);
-    // Bedrock names the error in a header (its body is only {"message"}).
-    let error_type = (r["service"] == "bedrock").then(|| {
-        HeaderValue::from_str(&format!(
-            "{}:http://internal.amazon.com/coral/com.amazon.bedrock/",
-            r["code"].as_str().unwrap()
-        ))
-        .unwrap()
-    });
-    let app = axum::Router::new().fallback(move || {
-        let (body, error_type) = (body.clone(), error_type.clone());
-        async move {
-            let mut resp = (status, body).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            if let Some(t) = error_type {
-                resp.headers_mut().insert("x-amzn-errortype", t);
-            }
-            resp
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
 
 /// The provider's failure on a fresh local cloud with one variable of its environment replaced
 /// (an endpoint pointed at the replay server).
@@ -450,8 +300,104 @@ async fn entra_situation(situation: &str) -> (u16, Value) {
                 .sign(&unverified_claims(&published), false);
             exchange(&cloud, ids::STS_APP_ID, &unpublished).await
         }
+        "federated-assertion-issuer-not-matched" => {
+            let assertion = mi_assertion_with(&cloud, |c| {
+                c["iss"] = json!("https://issuer.example.org/unknown/")
+            });
+            exchange(&cloud, ids::STS_APP_ID, &assertion).await
+        }
+        "federated-assertion-audience-not-matched" => {
+            let assertion = mi_assertion_with(&cloud, |c| c["aud"] = json!("my.audience"));
+            exchange(&cloud, ids::STS_APP_ID, &assertion).await
+        }
+        "federated-assertion-subject-not-matched" => {
+            let assertion = mi_assertion_with(&cloud, |c| {
+                c["sub"] = json!("00000000-1111-2222-3333-444444444444")
+            });
+            exchange(&cloud, ids::STS_APP_ID, &assertion).await
+        }
+        "resource-principal-not-found" => {
+            let assertion = mi_assertion_with(&cloud, |_| {});
+            token_request(
+                &cloud,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", ids::STS_APP_ID),
+                    ("scope", "https://api.store.microsoft.com/.default"),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &assertion),
+                ],
+            )
+            .await
+        }
+        "client-secret-invalid" => {
+            token_request(
+                &cloud,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", ids::STS_APP_ID),
+                    ("scope", &format!("api://{}/.default", ids::STS_APP_ID)),
+                    ("client_secret", "the secret's id, not its value"),
+                ],
+            )
+            .await
+        }
+        "consent-missing-on-behalf-of" => {
+            // The agent identity's on-behalf-of for the weather API, its delegated grant removed.
+            cloud.edit_registry(|r| {
+                for app in &mut r.apps {
+                    app.delegated_grants
+                        .retain(|g| g.client_app_id != ids::AGENT_CLIENT_ID);
+                }
+            });
+            let mi = mi_assertion_with(&cloud, |_| {});
+            let (status, t1) = token_request(
+                &cloud,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", ids::BLUEPRINT_APP_ID),
+                    ("scope", "api://AzureADTokenExchange/.default"),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &mi),
+                    ("fmi_path", ids::AGENT_CLIENT_ID),
+                ],
+            )
+            .await;
+            assert_eq!(status, 200, "T1: {t1}");
+            let user = dev_user_token(&cloud).await;
+            token_request(
+                &cloud,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("client_id", ids::AGENT_CLIENT_ID),
+                    ("scope", &format!("{}/.default", ids::WEATHER_API_AUDIENCE)),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", t1["access_token"].as_str().unwrap()),
+                    ("assertion", user.expose_secret()),
+                    ("requested_token_use", "on_behalf_of"),
+                ],
+            )
+            .await
+        }
         other => panic!("no local reproduction of the Entra situation {other:?}"),
     }
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A request to the local Entra's token endpoint: status and body.
+async fn token_request(cloud: &LocalCloud, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            cloud.http_url(),
+            ids::TENANT_ID
+        ))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 /// (b) for Entra: status, `error`, the AADSTS code, the recorded fields with the same JSON types,
@@ -522,6 +468,33 @@ fn wording_ignores_numbers_guids_key_ids_and_urls_only() {
         wording("identifier -VE0qgvgcPfbWR-ki568qLaJ5jw used")
     );
     assert_ne!(wording("Token too old: 1"), wording("Token too new: 1"));
+    // Quoted values (an issuer, a subject, an app name), whole: with colons, dots or slashes.
+    assert_eq!(
+        wording("subject 'repository_owner_id:6:environment:x'. Check"),
+        wording("subject 'system:serviceaccount:agents:bedrock-agent'. Check")
+    );
+    assert_eq!(
+        wording("ID 'http://TestSpWithCert'. Send"),
+        "ID '<value>'. Send"
+    );
+    assert_ne!(
+        wording("subject 'a'. Check"),
+        wording("subject 'a'. Please check")
+    );
+    // A word the reporter redacted matches any word; only that word.
+    same_wording(
+        "in the tenant named xxxx. This can",
+        "in the tenant named contoso.onmicrosoft.com. This can",
+        "redacted",
+    );
+    let other = std::panic::catch_unwind(|| {
+        same_wording(
+            "in the tenant named xxxx. This can",
+            "in the tenant named contoso.onmicrosoft.com. That can",
+            "redacted",
+        )
+    });
+    assert!(other.is_err(), "only the redacted word is free");
 }
 
 // ---- Bedrock ----
@@ -614,7 +587,14 @@ async fn the_local_bedrock_refuses_every_recorded_request_as_bedrock_did() {
         let (status, error_type, body) = signed_bedrock_post(
             &cloud,
             credentials.clone(),
-            &format!("/model/{}/{action}", ids::BEDROCK_MODEL_ID),
+            // A model id in a path is percent-encoded, as the SDK sends it.
+            &format!(
+                "/model/{}/{action}",
+                r["model_id"]
+                    .as_str()
+                    .unwrap_or(ids::BEDROCK_MODEL_ID)
+                    .replace(':', "%3A")
+            ),
             &r["request"],
         )
         .await;

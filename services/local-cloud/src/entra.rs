@@ -465,12 +465,13 @@ pub fn verify_federated_assertion(
     let by_subject: Vec<&&FederatedCredential> =
         by_issuer.iter().filter(|f| f.subject == sub).collect();
     if by_subject.is_empty() {
+        // Worded as recorded in January 2026: "Check", where 700211 and 700212 say "Please check".
         return Err(AadError::new(
             401,
             "invalid_client",
             700213,
             format!(
-                "No matching federated identity record found for presented assertion subject '{sub}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+                "No matching federated identity record found for presented assertion subject '{sub}'. Check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
             ),
         ));
     }

@@ -141,7 +141,15 @@ fn client_credentials(s: &CloudState, form: &HashMap<String, String>) -> EntraRe
             reg.tenant_domain))
     })?;
     if form.contains_key("client_secret") {
-        return Err(AadError::new(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.".into()));
+        return Err(AadError::new(
+            401,
+            "invalid_client",
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                client.app_id
+            ),
+        ));
     }
     let assertion = form.get("client_assertion").filter(|v| !v.is_empty()).ok_or_else(|| {
         AadError::new(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string())
