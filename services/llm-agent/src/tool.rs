@@ -322,7 +322,17 @@ pub fn extract_city(message: &str) -> String {
         let mut c = last.chars();
         return c
             .next()
-            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .map(|first| {
+                // Some upper cases add a combining mark ("ὐ" to "Υ̓"), which the weather API
+                // refuses: such a letter stays as it is.
+                let upper: String = first.to_uppercase().collect();
+                let first = if upper.chars().all(char::is_alphabetic) {
+                    upper
+                } else {
+                    first.to_string()
+                };
+                first + c.as_str()
+            })
             .unwrap_or_default();
     }
     "Seattle".into()
@@ -366,5 +376,16 @@ mod tests {
         assert_eq!(extract_city("İSTANBUL weather IN Dallas"), "Dallas");
         assert_eq!(extract_city("weather İN İzmir"), "İzmir");
         assert_eq!(extract_city("ẞẞẞ for Köln?"), "Köln");
+    }
+
+    /// Found by the `city` fuzz target: "ὐ" upper-cases to "Υ" and a combining mark, which is
+    /// not a letter, so the weather API refused the city. A first letter whose upper case is not
+    /// all letters stays as it is.
+    #[test]
+    fn the_city_is_only_letters_even_when_upper_case_adds_a_mark() {
+        assert_eq!(extract_city("ὐᙐ"), "ὐᙐ");
+        assert_eq!(extract_city("weather ὐλος?"), "ὐλος");
+        assert_eq!(extract_city("köln"), "Köln");
+        assert_eq!(extract_city("ßamberg"), "SSamberg");
     }
 }
