@@ -458,7 +458,20 @@ pub async fn converse(
         }
         Turn::Answer(text) => (json!([{"text": text}]), "end_turn", text),
     };
-    let output_tokens = tokens(&out_text) + 5;
+    let mut output_tokens = tokens(&out_text) + 5;
+    let (mut content, mut stop) = (content, stop);
+    // `inferenceConfig.maxTokens`: an answer longer than it is cut where the budget ends, with
+    // stopReason max_tokens and still 200, as recorded (pydantic-ai's Bedrock cassettes).
+    if let Some(max) = req["inferenceConfig"]["maxTokens"].as_u64()
+        && output_tokens > max
+    {
+        let first_text = content[0]["text"].as_str().unwrap_or_default();
+        let words = usize::try_from((max * 3 / 4).max(1)).unwrap_or(usize::MAX);
+        let cut: Vec<&str> = first_text.split_whitespace().take(words).collect();
+        content = json!([{"text": cut.join(" ")}]);
+        stop = "max_tokens";
+        output_tokens = max;
+    }
     Ok(axum::Json(json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": stop,

@@ -207,10 +207,9 @@ pub async fn app_service(
         .and_then(|v| v.to_str().ok())
         != Some(expected.as_str())
     {
-        return error(
-            401,
-            "The X-IDENTITY-HEADER header is missing or does not match.",
-        );
+        // As recorded on Container Apps (AzureAD/microsoft-authentication-library-for-dotnet#5077):
+        // 403 with an empty body.
+        return StatusCode::FORBIDDEN.into_response();
     }
     if q.get("api-version").map(String::as_str) != Some("2019-08-01") {
         return error(
