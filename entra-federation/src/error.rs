@@ -124,11 +124,15 @@ pub enum Error {
     /// The whole chain (identity endpoint, Entra and STS, with their retries) took longer than
     /// the attempt's deadline and was abandoned.
     #[error(
-        "the credential chain (managed identity, Entra, STS) did not finish within {seconds} s and was abandoned; the hop that hangs is in the log (raise EntraCredentialsProviderBuilder::attempt_timeout only if that hop is known to be slow)"
+        "the credential chain (managed identity, Entra, STS) did not finish within {seconds} s and was abandoned{} (raise EntraCredentialsProviderBuilder::attempt_timeout only if that hop is known to be slow)",
+        waiting_on.map_or_else(String::new, |hop| format!(" while waiting on {hop}"))
     )]
     Deadline {
         /// The deadline, in seconds.
         seconds: u64,
+        /// The hop the chain was waiting on when it was abandoned ("identity endpoint", "IMDS",
+        /// "Entra", "STS"), when one had started.
+        waiting_on: Option<&'static str>,
     },
     /// STS answered with credentials that this machine's clock already considers expired (or
     /// about to): the local clock is ahead of AWS's.
@@ -240,7 +244,13 @@ impl Error {
             Self::Sts(StsError::Service(e)) => format!("sts: HTTP {} {}", e.status, e.raw_code),
             Self::Sts(StsError::Transport { .. }) => "sts: unreachable".into(),
             Self::Sts(_) => "sts: unusable response".into(),
-            Self::Deadline { seconds } => format!("chain: no answer within {seconds} s"),
+            Self::Deadline {
+                seconds,
+                waiting_on,
+            } => match waiting_on {
+                Some(hop) => format!("chain: no answer within {seconds} s ({hop})"),
+                None => format!("chain: no answer within {seconds} s"),
+            },
             Self::Stale { .. } => "sts: credentials already expired by the local clock".into(),
             Self::Interrupted => "chain: interrupted".into(),
         }

@@ -220,6 +220,7 @@ impl<R: Resolve> RefreshingCache<R> {
                 .unwrap_or_else(|_| {
                     Err(Arc::new(Error::Deadline {
                         seconds: core.settings.deadline.as_secs(),
+                        waiting_on: None,
                     }))
                 }),
             Some((value, expires_at)) => {
@@ -422,17 +423,19 @@ impl<R: Resolve> Core<R> {
     async fn attempt(&self) -> Outcome<R::Value> {
         let deadline = self.settings.deadline;
         let ends = self.settings.clock.now() + deadline;
+        let waiting_on = crate::retry::WaitingOn::default();
         let result = self
             .settings
             .clock
             .timeout(
                 deadline,
-                crate::retry::within_attempt(ends, self.resolver.resolve()),
+                crate::retry::within_attempt(ends, waiting_on.clone(), self.resolver.resolve()),
             )
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Deadline {
                     seconds: deadline.as_secs(),
+                    waiting_on: crate::retry::waited_on(&waiting_on),
                 })
             });
         self.record(result)

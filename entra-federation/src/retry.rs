@@ -126,16 +126,37 @@ pub(crate) struct RetryPolicy {
     pub window: Option<Duration>,
 }
 
+/// The hop an attempt is waiting on, shared with whoever abandons the attempt at its deadline.
+pub(crate) type WaitingOn = std::sync::Arc<std::sync::Mutex<Option<&'static str>>>;
+
+/// The attempt a call belongs to.
+#[derive(Clone)]
+struct Attempt {
+    /// When it is abandoned (the provider's attempt deadline).
+    ends: SystemTime,
+    /// The hop whose call (or retry) it is waiting on.
+    waiting_on: WaitingOn,
+}
+
 tokio::task_local! {
-    /// When the attempt this call belongs to is abandoned (the provider's attempt deadline).
-    static ATTEMPT_ENDS: SystemTime;
+    static ATTEMPT: Attempt;
 }
 
 /// Runs `work` as one attempt that is abandoned at `ends`: its hops' retries then stop short of
 /// that time and return their own error, so that the caller learns which hop failed and how,
-/// rather than only that time ran out.
-pub(crate) async fn within_attempt<F: Future>(ends: SystemTime, work: F) -> F::Output {
-    ATTEMPT_ENDS.scope(ends, work).await
+/// rather than only that time ran out. `waiting_on` names the hop in progress, for the error of
+/// an attempt abandoned all the same (a hop that hangs in its last call).
+pub(crate) async fn within_attempt<F: Future>(
+    ends: SystemTime,
+    waiting_on: WaitingOn,
+    work: F,
+) -> F::Output {
+    ATTEMPT.scope(Attempt { ends, waiting_on }, work).await
+}
+
+/// The hop `waiting_on` names.
+pub(crate) fn waited_on(waiting_on: &WaitingOn) -> Option<&'static str> {
+    *waiting_on.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a retry needs after its delay, at least, to be worth starting before the attempt ends:
@@ -158,6 +179,9 @@ where
 {
     let started = clock.now();
     let mut retry: u32 = 0;
+    let _ = ATTEMPT.try_with(|a| {
+        *a.waiting_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(policy.hop);
+    });
     loop {
         let failure = match call().await {
             Ok(value) => return Ok(value),
@@ -176,7 +200,7 @@ where
         let delay = failure
             .retry_after
             .map_or(backoff, |after| after.max(backoff));
-        if let Ok(ends) = ATTEMPT_ENDS.try_with(|ends| *ends)
+        if let Ok(ends) = ATTEMPT.try_with(|a| a.ends)
             && clock.now() + delay + RETRY_ROOM > ends
         {
             tracing::warn!(hop = policy.hop, attempts = retry, error = %DisplayChain(&failure.error), "call failed; no time left in this attempt for another try");

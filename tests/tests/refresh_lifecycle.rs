@@ -128,8 +128,18 @@ async fn an_attempt_ends_at_its_deadline_even_with_a_patient_http_client() {
         "the attempt was abandoned at its deadline, not after {waited:?}"
     );
     assert!(
-        matches!(&*error, entra_federation::Error::Deadline { .. }),
-        "a typed deadline error, got: {error}"
+        matches!(
+            &*error,
+            entra_federation::Error::Deadline {
+                waiting_on: Some("STS"),
+                ..
+            }
+        ),
+        "a typed deadline error naming the hop it waited on, got: {error}"
+    );
+    assert!(
+        error.to_string().contains("while waiting on STS"),
+        "{error}"
     );
     assert!(error.is_recoverable());
 }

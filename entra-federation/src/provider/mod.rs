@@ -181,13 +181,20 @@ impl EntraCredentialsProvider {
         }
         let deadline = self.inner.deadline();
         let ends = chain.clock.now() + deadline;
+        let waiting_on = crate::retry::WaitingOn::default();
         chain
             .clock
-            .timeout(deadline, crate::retry::within_attempt(ends, work))
+            .timeout(
+                deadline,
+                crate::retry::within_attempt(ends, waiting_on.clone(), work),
+            )
             .await
-            .unwrap_or(Err(Error::Deadline {
-                seconds: deadline.as_secs(),
-            }))
+            .unwrap_or_else(|_| {
+                Err(Error::Deadline {
+                    seconds: deadline.as_secs(),
+                    waiting_on: crate::retry::waited_on(&waiting_on),
+                })
+            })
     }
 
     /// A stable key for what this provider assumes (tenant, audience, role, session name, STS
