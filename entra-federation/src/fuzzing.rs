@@ -55,6 +55,54 @@ pub fn identity_response(body: &[u8]) {
     }
 }
 
+/// An error answer of a managed-identity endpoint with HTTP `status`, as the Container Apps /
+/// App Service endpoint's and IMDS's clients read it.
+pub fn identity_error(status: u16, body: &[u8]) {
+    for (kind, hint) in [
+        (
+            "identity endpoint",
+            crate::assertion::app_service::hint as fn(u16, Option<&str>) -> &'static str,
+        ),
+        ("IMDS", crate::assertion::imds::hint),
+    ] {
+        let e = crate::assertion::response::rejection(kind, status, body, None, &hint);
+        let text = e.to_string();
+        assert!(text.contains(kind), "the error names {kind}: {text}");
+    }
+}
+
+/// A `Retry-After` value: delta-seconds or an HTTP date, against a fixed now.
+pub fn retry_after(value: &str) {
+    let now = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+    let _ = crate::retry::parse_retry_after(value, now);
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
+        headers.insert(reqwest::header::RETRY_AFTER, v);
+    }
+    let cap = std::time::Duration::from_secs(60);
+    if let Some(d) = crate::retry::retry_after(&headers, now, cap) {
+        assert!(d <= cap, "Retry-After is capped");
+    }
+}
+
+/// An OpenID metadata document, as the validator reads it.
+#[cfg(feature = "validate")]
+pub fn metadata(body: &[u8]) {
+    crate::validate::jwks_fuzz::metadata(body);
+}
+
+/// An error answer of the Agent ID sidecar with HTTP `status` (an empty 403 or 401, a problem
+/// document, anything else).
+#[cfg(feature = "sidecar")]
+pub fn sidecar_error(status: u16, body: &str) {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::WWW_AUTHENTICATE,
+        reqwest::header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    let _ = crate::sidecar::SidecarClient::error(status, &headers, body).to_string();
+}
+
 /// A JWT read without verification: the claim summary, an assertion from a token file, and the
 /// v1 shape check the provider makes before STS.
 pub fn jwt(token: &str) {
@@ -111,9 +159,18 @@ pub fn validate(token: &str) {
     }
 }
 
-/// An `/AuthorizationHeader*` answer of the Agent ID sidecar, for agent `requested`.
+/// An answer of the Agent ID sidecar read as each route's answer: `/AuthorizationHeader*` (for a
+/// fixed agent) and `/DownstreamApi`.
 #[cfg(feature = "sidecar")]
 pub fn sidecar_response(body: &str) {
+    match crate::sidecar::downstream_response(body) {
+        Ok(r) => {
+            let _ = format!("{r:?}");
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
     match crate::sidecar::agent_token(body, "00000000-0000-0000-0000-000000000001") {
         Ok(t) => {
             let _ = format!("{t:?}");

@@ -243,7 +243,11 @@ impl SidecarClient {
         Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     }
 
-    fn error(status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> SidecarError {
+    pub(crate) fn error(
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &str,
+    ) -> SidecarError {
         if status == 403 && body.is_empty() {
             return SidecarError::NotLoopback;
         }
@@ -279,6 +283,11 @@ impl SidecarClient {
 }
 
 /// The agent token in an `/AuthorizationHeader*` answer, checked to be `requested`'s.
+/// A `/DownstreamApi` answer: the downstream's status, content headers and content.
+pub(crate) fn downstream_response(body: &str) -> Result<DownstreamResponse, SidecarError> {
+    serde_json::from_str(body).map_err(|e| invalid("not a downstream response", Cause::json(&e)))
+}
+
 pub(crate) fn agent_token(body: &str, requested: &str) -> Result<AgentToken, SidecarError> {
     {
         let parsed: HeaderResponse = serde_json::from_str(body)
@@ -361,8 +370,7 @@ impl SidecarClient {
         if status != 200 {
             return Err(Self::error(status, &headers, &body));
         }
-        serde_json::from_str(&body)
-            .map_err(|e| invalid("not a downstream response", Cause::json(&e)))
+        downstream_response(&body)
     }
 
     /// `GET /healthz`.

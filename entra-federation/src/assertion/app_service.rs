@@ -117,7 +117,7 @@ impl AppServiceSource {
     }
 }
 
-fn hint(status: u16, _code: Option<&str>) -> &'static str {
+pub(crate) fn hint(status: u16, _code: Option<&str>) -> &'static str {
     match status {
         400 => {
             "the requested identity is not assigned to this app (or several user-assigned identities are and none was selected): assign it, or select one with AZURE_CLIENT_ID / .managed_identity(...)"

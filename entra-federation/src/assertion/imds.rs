@@ -210,7 +210,7 @@ impl ImdsSource {
     }
 }
 
-fn hint(status: u16, code: Option<&str>) -> &'static str {
+pub(crate) fn hint(status: u16, code: Option<&str>) -> &'static str {
     match (status, code) {
         (400, Some("invalid_resource")) => {
             "the resource must be api://AzureADTokenExchange (or the USGov/China variant for sovereign clouds)"

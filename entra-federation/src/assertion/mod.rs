@@ -50,8 +50,8 @@ macro_rules! identity_request_setters {
 }
 use identity_request_setters;
 
-mod app_service;
-mod imds;
+pub(crate) mod app_service;
+pub(crate) mod imds;
 pub(crate) mod response;
 mod token_file;
 

@@ -151,26 +151,11 @@ pub(super) async fn get_with_retries(
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-        let message = parsed
-            .error_description
-            .or(parsed.message)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
-        let correlation_id = parsed.correlation_id.or_else(|| {
-            headers
-                .get("x-correlation-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        });
-        let hint = hint_for(status, parsed.error.as_deref());
-        let err = AssertionError::Rejected {
-            source_kind,
-            status,
-            code: parsed.error,
-            message,
-            correlation_id,
-            hint,
-        };
+        let correlation_header = headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let err = rejection(source_kind, status, &body, correlation_header, &hint_for);
         let gone = status == 410 && rules.gone_window.is_some();
         Err(Failure {
             error: err,
@@ -183,6 +168,32 @@ pub(super) async fn get_with_retries(
         })
     })
     .await
+}
+
+/// An error answer of a managed-identity endpoint: IMDS's OAuth shape (`error`,
+/// `error_description`), App Service's (`statusCode`, `message`, `correlationId`), or any other
+/// body (its first 300 characters).
+pub(crate) fn rejection(
+    source_kind: &'static str,
+    status: u16,
+    body: &[u8],
+    correlation_header: Option<String>,
+    hint_for: &impl Fn(u16, Option<&str>) -> &'static str,
+) -> AssertionError {
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let message = parsed
+        .error_description
+        .or(parsed.message)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
+    let hint = hint_for(status, parsed.error.as_deref());
+    AssertionError::Rejected {
+        source_kind,
+        status,
+        code: parsed.error,
+        message,
+        correlation_id: parsed.correlation_id.or(correlation_header),
+        hint,
+    }
 }
 
 #[cfg(test)]

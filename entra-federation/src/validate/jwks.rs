@@ -316,33 +316,9 @@ impl KeyCache {
                     .await
                     .map_err(|e| FetchError(format!("{u}: {e}")))
             };
-            let meta: Metadata = serde_json::from_slice(&get(url.clone()).await?)
-                .map_err(|e| FetchError(format!("metadata: {e}")))?;
-            if let Some(issuer) = meta.issuer.filter(|i| !i.is_empty()) {
-                // Multi-tenant metadata writes a `{tenantid}` template; ours is per tenant.
-                let issuer = issuer.replace("{tenantid}", &self.tenant);
-                // Only an https issuer of this tenant (when the tenant is a GUID; a domain's
-                // metadata names the GUID) is accepted as what tokens must carry.
-                let of_tenant = !crate::entra::looks_like_guid(&self.tenant)
-                    || issuer.to_ascii_lowercase().contains(&self.tenant);
-                if !issuer.starts_with("https://") || !of_tenant {
-                    return Err(FetchError(format!(
-                        "the metadata's issuer {issuer} is not an https issuer of tenant {}",
-                        self.tenant
-                    )));
-                }
+            let (issuer, jwks_url) = metadata_of(&get(url.clone()).await?, &self.tenant, url)?;
+            if let Some(issuer) = issuer {
                 issuers.insert(*version, issuer);
-            }
-            let jwks_url =
-                Url::parse(&meta.jwks_uri).map_err(|e| FetchError(format!("jwks_uri: {e}")))?;
-            // Keys only from the authority's own origin (scheme, host, port): metadata that
-            // points elsewhere could hand out someone else's keys.
-            if jwks_url.origin() != url.origin() {
-                return Err(FetchError(format!(
-                    "jwks_uri {} is not on the authority's origin {}",
-                    crate::http::redacted_endpoint(&jwks_url),
-                    url.origin().ascii_serialization()
-                )));
             }
             let keys = signing_keys(&get(jwks_url).await?, &previous, *version)?;
             by_version.insert(*version, keys);
@@ -359,6 +335,44 @@ impl KeyCache {
             fetched_at: Some(self.clock.now()),
         })
     }
+}
+
+/// What an OpenID metadata document fetched from `authority` names: the issuer tokens must carry
+/// (an https issuer of `tenant`, when it names one) and the key set URL (on the authority's own
+/// origin: metadata that points elsewhere could hand out someone else's keys).
+pub(crate) fn metadata_of(
+    body: &[u8],
+    tenant: &str,
+    authority: &Url,
+) -> Result<(Option<String>, Url), FetchError> {
+    let meta: Metadata =
+        serde_json::from_slice(body).map_err(|e| FetchError(format!("metadata: {e}")))?;
+    let issuer = match meta.issuer.filter(|i| !i.is_empty()) {
+        Some(issuer) => {
+            // Multi-tenant metadata writes a `{tenantid}` template; ours is per tenant.
+            let issuer = issuer.replace("{tenantid}", tenant);
+            // Only an https issuer of this tenant (when the tenant is a GUID; a domain's
+            // metadata names the GUID) is accepted as what tokens must carry.
+            let of_tenant = !crate::entra::looks_like_guid(tenant)
+                || issuer.to_ascii_lowercase().contains(tenant);
+            if !issuer.starts_with("https://") || !of_tenant {
+                return Err(FetchError(format!(
+                    "the metadata's issuer {issuer} is not an https issuer of tenant {tenant}"
+                )));
+            }
+            Some(issuer)
+        }
+        None => None,
+    };
+    let jwks_url = Url::parse(&meta.jwks_uri).map_err(|e| FetchError(format!("jwks_uri: {e}")))?;
+    if jwks_url.origin() != authority.origin() {
+        return Err(FetchError(format!(
+            "jwks_uri {} is not on the authority's origin {}",
+            crate::http::redacted_endpoint(&jwks_url),
+            authority.origin().ascii_serialization()
+        )));
+    }
+    Ok((issuer, jwks_url))
 }
 
 /// The usable signing keys of a key set document: RSA keys for signatures, by `kid`, the ones

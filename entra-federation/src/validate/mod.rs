@@ -558,6 +558,29 @@ pub(crate) mod jwks_fuzz {
             let _ = super::jwks::signing_keys(body, previous, version).map_err(|e| e.to_string());
         }
     }
+
+    /// An OpenID metadata document from the public cloud's authority, for a GUID tenant and a
+    /// domain one: what it names must be an https issuer and a key set URL on that origin.
+    pub(crate) fn metadata(body: &[u8]) {
+        let authority = url::Url::parse(
+            "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0/.well-known/openid-configuration",
+        )
+        .expect("a URL");
+        for tenant in [
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "contoso.onmicrosoft.com",
+        ] {
+            match super::jwks::metadata_of(body, tenant, &authority) {
+                Ok((issuer, jwks)) => {
+                    assert!(issuer.is_none_or(|i| i.starts_with("https://")));
+                    assert_eq!(jwks.origin(), authority.origin());
+                }
+                Err(e) => {
+                    let _ = e.to_string();
+                }
+            }
+        }
+    }
 }
 
 /// The claims of a verified token, parsed and put to a typical policy (feature `fuzzing`).
