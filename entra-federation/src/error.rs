@@ -124,7 +124,7 @@ pub enum Error {
     /// The whole chain (identity endpoint, Entra and STS, with their retries) took longer than
     /// the attempt's deadline and was abandoned.
     #[error(
-        "the credential chain (managed identity, Entra, STS) did not finish within {seconds} s and was abandoned{} (raise EntraCredentialsProviderBuilder::attempt_timeout only if that hop is known to be slow)",
+        "the credential chain (managed identity, Entra, STS) did not finish within {seconds} s and was abandoned{} (raise EntraCredentialsProviderBuilder::attempt_timeout only if a hop is known to be slow)",
         waiting_on.map_or_else(String::new, |hop| format!(" while waiting on {hop}"))
     )]
     Deadline {

@@ -66,22 +66,34 @@ pub fn identity_error(status: u16, body: &[u8]) {
         ("IMDS", crate::assertion::imds::hint),
     ] {
         let e = crate::assertion::response::rejection(kind, status, body, None, &hint);
-        let text = e.to_string();
-        assert!(text.contains(kind), "the error names {kind}: {text}");
+        let crate::error::AssertionError::Rejected { message, .. } = &e else {
+            panic!("not a rejection: {e:?}")
+        };
+        // The upstream's words are capped and cannot forge a log line.
+        assert!(message.chars().count() <= 501, "{} chars", message.len());
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        let _ = e.to_string();
     }
 }
 
 /// A `Retry-After` value: delta-seconds or an HTTP date, against a fixed now.
 pub fn retry_after(value: &str) {
     let now = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
-    let _ = crate::retry::parse_retry_after(value, now);
+    let parsed = crate::retry::parse_retry_after(value, now);
+    if let Ok(n) = value.trim().parse::<u64>() {
+        assert_eq!(parsed, Some(std::time::Duration::from_secs(n)), "{value:?}");
+    }
     let mut headers = reqwest::header::HeaderMap::new();
     if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
         headers.insert(reqwest::header::RETRY_AFTER, v);
     }
     let cap = std::time::Duration::from_secs(60);
-    if let Some(d) = crate::retry::retry_after(&headers, now, cap) {
-        assert!(d <= cap, "Retry-After is capped");
+    let capped = crate::retry::retry_after(&headers, now, cap);
+    if headers
+        .get(reqwest::header::RETRY_AFTER)
+        .is_some_and(|v| v.to_str().is_ok())
+    {
+        assert_eq!(capped, parsed.map(|d| d.min(cap)), "{value:?}");
     }
 }
 
@@ -100,7 +112,20 @@ pub fn sidecar_error(status: u16, body: &str) {
         reqwest::header::WWW_AUTHENTICATE,
         reqwest::header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
     );
-    let _ = crate::sidecar::SidecarClient::error(status, &headers, body).to_string();
+    let e = crate::sidecar::SidecarClient::error(status, &headers, body);
+    match (&e, status, body.is_empty()) {
+        (crate::sidecar::SidecarError::NotLoopback, 403, true)
+        | (crate::sidecar::SidecarError::UserTokenRejected { .. }, 401, true) => {}
+        (_, 401 | 403, true) => panic!("an empty {status} is {e:?}"),
+        (crate::sidecar::SidecarError::Problem { title, detail, .. }, _, _) => {
+            for text in [title.as_deref().unwrap_or_default(), detail] {
+                assert!(!text.chars().any(char::is_control), "{text:?}");
+                assert!(text.chars().count() <= 501, "{} chars", text.len());
+            }
+        }
+        (other, _, _) => panic!("an error answer read as {other:?}"),
+    }
+    let _ = e.to_string();
 }
 
 /// A JWT read without verification: the claim summary, an assertion from a token file, and the

@@ -224,6 +224,21 @@ fn mentions_certificate(e: &dyn std::error::Error) -> bool {
     false
 }
 
+/// An upstream's own words (an error description, a problem's detail) made fit for an error
+/// message and a log line: control characters become spaces (no forged log lines), and at most
+/// `max_chars` characters are kept, the cut marked with "…".
+pub(crate) fn upstream_text(text: &str, max_chars: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(max_chars).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// The largest response body read from any upstream (token endpoints, STS, JWKS, the sidecar,
 /// the weather source): every real answer is a few KiB; a hostile or broken upstream must not be
 /// able to exhaust memory.

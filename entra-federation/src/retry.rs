@@ -179,12 +179,16 @@ where
 {
     let started = clock.now();
     let mut retry: u32 = 0;
-    let _ = ATTEMPT.try_with(|a| {
-        *a.waiting_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(policy.hop);
-    });
+    let waiting = |hop: Option<&'static str>| {
+        let _ = ATTEMPT.try_with(|a| *a.waiting_on.lock().unwrap_or_else(|p| p.into_inner()) = hop);
+    };
+    waiting(Some(policy.hop));
     loop {
         let failure = match call().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                waiting(None);
+                return Ok(value);
+            }
             Err(failure) => failure,
         };
         retry += 1;

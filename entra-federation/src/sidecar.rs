@@ -209,6 +209,15 @@ impl SidecarClient {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<(u16, reqwest::header::HeaderMap, String), SidecarError> {
+        self.send_limited(req, crate::http::MAX_RESPONSE_BODY).await
+    }
+
+    /// [`Self::send`], reading at most `limit` bytes of the answer.
+    async fn send_limited(
+        &self,
+        req: reqwest::RequestBuilder,
+        limit: usize,
+    ) -> Result<(u16, reqwest::header::HeaderMap, String), SidecarError> {
         let endpoint = self.base.to_string();
         if let Some(reason) = crate::http::outside_runtime() {
             return Err(SidecarError::Transport {
@@ -227,7 +236,7 @@ impl SidecarClient {
         })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = crate::http::read_body(resp, crate::http::MAX_RESPONSE_BODY)
+        let body = crate::http::read_body(resp, limit)
             .await
             .map_err(|e| match e {
                 crate::http::BodyError::Transport(cause) => SidecarError::Transport {
@@ -264,8 +273,11 @@ impl SidecarClient {
         let p: Problem = serde_json::from_str(body).unwrap_or_default();
         SidecarError::Problem {
             status,
-            title: p.title,
-            detail: p.detail.unwrap_or_else(|| body.chars().take(300).collect()),
+            title: p.title.map(|t| crate::http::upstream_text(&t, 200)),
+            detail: match p.detail {
+                Some(d) => crate::http::upstream_text(&d, 500),
+                None => crate::http::upstream_text(body, 300),
+            },
         }
     }
 
@@ -282,12 +294,16 @@ impl SidecarClient {
     }
 }
 
-/// The agent token in an `/AuthorizationHeader*` answer, checked to be `requested`'s.
+/// The largest `/DownstreamApi` answer read: the sidecar relays up to 1 MiB of the downstream's
+/// answer as a JSON string, where escaping can make each byte six (`\u0001`), plus its headers.
+pub const MAX_DOWNSTREAM_ANSWER: usize = 8 << 20;
+
 /// A `/DownstreamApi` answer: the downstream's status, content headers and content.
 pub(crate) fn downstream_response(body: &str) -> Result<DownstreamResponse, SidecarError> {
     serde_json::from_str(body).map_err(|e| invalid("not a downstream response", Cause::json(&e)))
 }
 
+/// The agent token in an `/AuthorizationHeader*` answer, checked to be `requested`'s.
 pub(crate) fn agent_token(body: &str, requested: &str) -> Result<AgentToken, SidecarError> {
     {
         let parsed: HeaderResponse = serde_json::from_str(body)
@@ -362,9 +378,10 @@ impl SidecarClient {
             .append_pair("AgentIdentity", agent_identity)
             .append_pair("optionsOverride.RelativePath", relative_path);
         let (status, headers, body) = self
-            .send(
+            .send_limited(
                 self.request(reqwest::Method::POST, url)
                     .bearer_auth(user_token.expose_secret()),
+                MAX_DOWNSTREAM_ANSWER,
             )
             .await?;
         if status != 200 {

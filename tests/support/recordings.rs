@@ -93,7 +93,7 @@ fn unquoted(text: &str) -> String {
                 && after[i + 1..]
                     .chars()
                     .next()
-                    .is_none_or(|n| n == ' ' || n == '.' || n == ',')
+                    .is_none_or(|n| [' ', '.', ',', ':', ';', ')'].contains(&n))
         });
         let Some((close, _)) = close else { break };
         out.push_str(&rest[..open]);
@@ -243,11 +243,11 @@ pub fn json_shape_differences(recorded: &Value, ours: &Value) -> Vec<String> {
                     }
                 }
             }
-            (Value::Array(ra), Value::Array(oa)) => {
-                if let (Some(rv), Some(ov)) = (ra.first(), oa.first()) {
-                    walk(&format!("{path}[0]"), rv, ov, out);
-                }
-            }
+            (Value::Array(ra), Value::Array(oa)) => match (ra.first(), oa.first()) {
+                (Some(rv), Some(ov)) => walk(&format!("{path}[0]"), rv, ov, out),
+                (Some(_), None) => out.push(format!("{path}: empty")),
+                _ => {}
+            },
             _ => {}
         }
     }

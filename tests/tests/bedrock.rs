@@ -459,3 +459,76 @@ async fn conditions_on_global_keys_are_evaluated() {
     let err = converse().await.unwrap_err().into_service_error();
     assert!(err.is_access_denied_exception(), "{err:?}");
 }
+
+/// `inferenceConfig.maxTokens`: below 1 is Bedrock's validation error; an answer that fits is
+/// whole (`end_turn`); one that does not is cut with `max_tokens`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tokens_is_validated_and_cuts_only_what_does_not_fit() {
+    use aws_credential_types::provider::ProvideCredentials;
+    let cloud = cloud().await;
+    let c = provider_from_env(&cloud)
+        .provide_credentials()
+        .await
+        .unwrap();
+    let creds = aws_credential_types::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        c.session_token().map(str::to_string),
+        None,
+        "test",
+    );
+    let ask = |max: serde_json::Value| {
+        let (cloud, creds) = (&cloud, creds.clone());
+        async move {
+            signed_bedrock_post(
+                cloud,
+                creds,
+                &format!("/model/{}/converse", ids::BEDROCK_MODEL_ID),
+                &serde_json::json!({
+                    "messages": [{"role": "user", "content": [{"text": "Hello there"}]}],
+                    "inferenceConfig": {"maxTokens": max}
+                }),
+            )
+            .await
+        }
+    };
+    for bad in [
+        serde_json::json!(0),
+        serde_json::json!(-3),
+        serde_json::json!(2.5),
+    ] {
+        let (status, error_type, body) = ask(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(error_type.unwrap().starts_with("ValidationException"));
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("at 'inferenceConfig.maxTokens' failed to satisfy constraint"),
+            "{body}"
+        );
+    }
+    let (status, _, whole) = ask(serde_json::json!(4096)).await;
+    assert_eq!(
+        (status, whole["stopReason"].as_str()),
+        (200, Some("end_turn")),
+        "{whole}"
+    );
+    let (status, _, cut) = ask(serde_json::json!(4)).await;
+    assert_eq!(
+        (status, cut["stopReason"].as_str()),
+        (200, Some("max_tokens")),
+        "{cut}"
+    );
+    assert_eq!(cut["usage"]["outputTokens"], 4, "{cut}");
+    let text = |v: &serde_json::Value| {
+        v["output"]["message"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        text(&cut).split_whitespace().count() < text(&whole).split_whitespace().count(),
+        "{cut} {whole}"
+    );
+}

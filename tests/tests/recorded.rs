@@ -300,21 +300,26 @@ async fn entra_situation(situation: &str) -> (u16, Value) {
                 .sign(&unverified_claims(&published), false);
             exchange(&cloud, ids::STS_APP_ID, &unpublished).await
         }
-        "federated-assertion-issuer-not-matched" => {
-            let assertion = mi_assertion_with(&cloud, |c| {
-                c["iss"] = json!("https://issuer.example.org/unknown/")
-            });
-            exchange(&cloud, ids::STS_APP_ID, &assertion).await
-        }
-        "federated-assertion-audience-not-matched" => {
-            let assertion = mi_assertion_with(&cloud, |c| c["aud"] = json!("my.audience"));
-            exchange(&cloud, ids::STS_APP_ID, &assertion).await
-        }
-        "federated-assertion-subject-not-matched" => {
-            let assertion = mi_assertion_with(&cloud, |c| {
-                c["sub"] = json!("00000000-1111-2222-3333-444444444444")
-            });
-            exchange(&cloud, ids::STS_APP_ID, &assertion).await
+        "federated-assertion-issuer-not-matched"
+        | "federated-assertion-audience-not-matched"
+        | "federated-assertion-subject-not-matched" => {
+            // The answer quotes the value presented (the wording check sets quoted values aside).
+            let (claim, value) = match situation {
+                "federated-assertion-issuer-not-matched" => {
+                    ("iss", "https://issuer.example.org/unknown/")
+                }
+                "federated-assertion-audience-not-matched" => ("aud", "my.audience"),
+                _ => ("sub", "00000000-1111-2222-3333-444444444444"),
+            };
+            let assertion = mi_assertion_with(&cloud, |c| c[claim] = json!(value));
+            let (status, body) = exchange(&cloud, ids::STS_APP_ID, &assertion).await;
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("'{value}'"))),
+                "{situation}: {body}"
+            );
+            (status, body)
         }
         "resource-principal-not-found" => {
             let assertion = mi_assertion_with(&cloud, |_| {});

@@ -496,6 +496,11 @@ async fn downstream_api_forwards_method_and_body_and_returns_the_downstreams_con
         .route(
             "/just-fits",
             axum::routing::get(|| async { "x".repeat(1 << 20) }),
+        )
+        .route(
+            // Control characters: six times longer once the sidecar writes them into its JSON.
+            "/escaped",
+            axum::routing::get(|| async { "\u{1}".repeat(300 * 1024) }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -570,6 +575,15 @@ async fn downstream_api_forwards_method_and_body_and_returns_the_downstreams_con
     // At most 1 MiB of the downstream's answer is relayed; more is the sidecar's 500 problem.
     let fits = call("/just-fits", None, None).await;
     assert_eq!(fits["content"].as_str().map(str::len), Some(1 << 20));
+    // What the sidecar relays, the library's client reads, however the JSON grew.
+    let client = SidecarClient::new(sidecar_url.parse().unwrap()).unwrap();
+    for (path, len) in [("/just-fits", 1 << 20), ("/escaped", 300 * 1024)] {
+        let r = client
+            .downstream_api("weather-api", ids::AGENT_CLIENT_ID, &user, path)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(r.content.map(|c| c.len()), Some(len), "{path}");
+    }
     let mut url = reqwest::Url::parse(&format!("{sidecar_url}/DownstreamApi/weather-api")).unwrap();
     url.query_pairs_mut()
         .append_pair("AgentIdentity", ids::AGENT_CLIENT_ID)

@@ -339,6 +339,15 @@ async fn the_packed_size_counts_inline_policy_and_arns_together() {
         .map(|(n, _)| n.parse::<u64>().unwrap())
         .unwrap_or_else(|| panic!("AWS's wording with the percentage: {body}"));
     assert!(percent > 100, "{body}");
+    // Past its own 2,048-character limit, the inline policy is a validation error, not a size.
+    let too_long = format!("{policy}{}", " ".repeat(2049 - policy.chars().count()));
+    let (status, body) = assume_with(&cloud, &token, None, &[("Policy", &too_long)]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>ValidationError</Code>"), "{body}");
+    assert!(
+        body.contains("at 'policy' failed to satisfy constraint: Member must have length less than or equal to 2048"),
+        "{body}"
+    );
 }
 
 /// GetCallerIdentity signed for a region this endpoint does not serve (neither its own nor

@@ -181,10 +181,10 @@ pub(crate) fn rejection(
     hint_for: &impl Fn(u16, Option<&str>) -> &'static str,
 ) -> AssertionError {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let message = parsed
-        .error_description
-        .or(parsed.message)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
+    let message = match parsed.error_description.or(parsed.message) {
+        Some(m) => crate::http::upstream_text(&m, 500),
+        None => crate::http::upstream_text(&String::from_utf8_lossy(body), 300),
+    };
     let hint = hint_for(status, parsed.error.as_deref());
     AssertionError::Rejected {
         source_kind,
@@ -262,6 +262,29 @@ mod tests {
         let a = parse_token_response("t", br#"{"access_token":"x","expires_in":3599}"#, &clock)
             .unwrap();
         assert!(crate::clock::unix_seconds(a.expires_at()) >= now + 3598);
+    }
+
+    /// An error answer's text goes into errors and logs: it is capped, and its control
+    /// characters (a forged log line) are spaces.
+    #[test]
+    fn an_error_answers_text_is_capped_and_has_no_control_characters() {
+        let long = format!("line one\nforged: line two\r{}", "x".repeat(1 << 20));
+        for body in [
+            serde_json::json!({"error": "invalid_request", "error_description": long}).to_string(),
+            serde_json::json!({"statusCode": 400, "message": long}).to_string(),
+            long.clone(),
+        ] {
+            let e = rejection("IMDS", 400, body.as_bytes(), None, &|_, _| "hint");
+            let AssertionError::Rejected { message, .. } = &e else {
+                panic!("{e:?}")
+            };
+            assert!(message.chars().count() <= 501, "{}", message.len());
+            assert!(!message.contains(['\n', '\r']), "{message}");
+            assert!(
+                message.starts_with("line one forged: line two"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

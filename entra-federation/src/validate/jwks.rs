@@ -354,7 +354,13 @@ pub(crate) fn metadata_of(
             // Only an https issuer of this tenant (when the tenant is a GUID; a domain's
             // metadata names the GUID) is accepted as what tokens must carry.
             let of_tenant = !crate::entra::looks_like_guid(tenant)
-                || issuer.to_ascii_lowercase().contains(tenant);
+                || Url::parse(&issuer)
+                    .ok()
+                    .and_then(|u| {
+                        u.path_segments()
+                            .map(|mut s| s.any(|seg| seg.eq_ignore_ascii_case(tenant)))
+                    })
+                    .unwrap_or(false);
             if !issuer.starts_with("https://") || !of_tenant {
                 return Err(FetchError(format!(
                     "the metadata's issuer {issuer} is not an https issuer of tenant {tenant}"
@@ -408,6 +414,44 @@ pub(crate) fn signing_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tenant must be a segment of the issuer's path, as in both of Entra's issuers; appearing
+    /// anywhere in it (a query, another host's path) is not enough.
+    #[test]
+    fn the_metadata_issuer_names_the_tenant_as_a_path_segment() {
+        let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let authority: Url =
+            "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0/.well-known/openid-configuration"
+                .parse()
+                .unwrap();
+        let doc = |issuer: &str| {
+            serde_json::json!({
+                "issuer": issuer,
+                "jwks_uri": "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+            })
+            .to_string()
+        };
+        for good in [
+            format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+            format!("https://sts.windows.net/{}/", tenant.to_uppercase()),
+            "https://login.microsoftonline.com/{tenantid}/v2.0".to_string(),
+        ] {
+            assert!(
+                metadata_of(doc(&good).as_bytes(), tenant, &authority).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            format!("https://evil.example/?x={tenant}"),
+            format!("https://evil.example/{tenant}x/v2.0"),
+            format!("https://evil.example/#/{tenant}"),
+        ] {
+            assert!(
+                metadata_of(doc(&bad).as_bytes(), tenant, &authority).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn only_the_same_kid_with_the_same_material_and_version_is_the_same_key() {

@@ -572,8 +572,18 @@ pub(crate) mod jwks_fuzz {
         ] {
             match super::jwks::metadata_of(body, tenant, &authority) {
                 Ok((issuer, jwks)) => {
-                    assert!(issuer.is_none_or(|i| i.starts_with("https://")));
                     assert_eq!(jwks.origin(), authority.origin());
+                    let Some(issuer) = issuer else { continue };
+                    assert!(issuer.starts_with("https://"), "{issuer}");
+                    if !tenant.contains('.') {
+                        let parsed = url::Url::parse(&issuer).expect("an accepted issuer is a URL");
+                        assert!(
+                            parsed
+                                .path_segments()
+                                .is_some_and(|mut s| s.any(|seg| seg.eq_ignore_ascii_case(tenant))),
+                            "{issuer} names the tenant as a path segment"
+                        );
+                    }
                 }
                 Err(e) => {
                     let _ = e.to_string();

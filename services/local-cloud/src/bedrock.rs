@@ -434,6 +434,16 @@ pub async fn converse(
         ));
     };
     validate_conversation(&req)?;
+    let max_tokens = &req["inferenceConfig"]["maxTokens"];
+    if !max_tokens.is_null() && max_tokens.as_u64().is_none_or(|n| n < 1) {
+        return Err(error(
+            400,
+            "ValidationException",
+            &format!(
+                "1 validation error detected: Value '{max_tokens}' at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value greater than or equal to 1"
+            ),
+        ));
+    }
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let last = messages.last().expect("validated: non-empty");
     let blocks = last["content"].as_array().cloned().unwrap_or_default();
@@ -467,10 +477,13 @@ pub async fn converse(
     {
         let first_text = content[0]["text"].as_str().unwrap_or_default();
         let words = usize::try_from((max * 3 / 4).max(1)).unwrap_or(usize::MAX);
-        let cut: Vec<&str> = first_text.split_whitespace().take(words).collect();
-        content = json!([{"text": cut.join(" ")}]);
-        stop = "max_tokens";
-        output_tokens = max;
+        let all: Vec<&str> = first_text.split_whitespace().collect();
+        // Cut only when words are left out; a tool call that does not fit is not made.
+        if all.len() > words || content.as_array().is_some_and(|c| c.len() > 1) {
+            content = json!([{"text": all[..all.len().min(words)].join(" ")}]);
+            stop = "max_tokens";
+            output_tokens = max;
+        }
     }
     Ok(axum::Json(json!({
         "output": {"message": {"role": "assistant", "content": content}},

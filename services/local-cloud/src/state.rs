@@ -555,20 +555,21 @@ mod tests {
             ..Fault::status("sts", 503, None)
         });
         assert!(s.take_fault("sts").is_none(), "count 0 hits nothing");
-        // Above 1 hits every call; below 0 and NaN hit none.
-        s.inject(Fault {
-            fraction: Some(7.5),
-            count: Some(50),
-            ..Fault::status("entra", 503, None)
-        });
-        assert!((0..50).all(|_| s.take_fault("entra").is_some()));
-        for f in [-2.0, f64::NAN] {
+        // Above 1 hits every call; below 0 none; NaN none (unclamped, `draw >= NaN` is false for
+        // every draw, so it would hit every call). Each on its own state: only the first fault
+        // for a target applies.
+        for (fraction, hits) in [(7.5, true), (-2.0, false), (f64::NAN, false)] {
+            let s = state();
             s.inject(Fault {
-                fraction: Some(f),
-                ..Fault::status("imds", 503, None)
+                fraction: Some(fraction),
+                count: Some(50),
+                ..Fault::status("entra", 503, None)
             });
+            assert!(
+                (0..50).all(|_| s.take_fault("entra").is_some() == hits),
+                "fraction {fraction}"
+            );
         }
-        assert!((0..50).all(|_| s.take_fault("imds").is_none()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -564,6 +564,13 @@ fn session_policies(
     let mut docs = Vec::new();
     let (mut inline_chars, mut arn_chars) = (0usize, 0usize);
     if let Some(policy) = p.get("Policy") {
+        if !(1..=2048).contains(&policy.chars().count()) {
+            return Err(validation(
+                "policy",
+                "Member must have length less than or equal to 2048",
+                Some(policy),
+            ));
+        }
         let doc = serde_json::from_str::<crate::policy::PolicyDocument>(policy).map_err(|e| {
             fault(
                 400,
