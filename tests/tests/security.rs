@@ -118,7 +118,7 @@ async fn trace_logs_debug_and_errors_carry_no_secret() {
         assert!(
             matches!(
                 &**err,
-                Error::Assertion(AssertionError::Rejected { status: 401, .. })
+                Error::Assertion(AssertionError::Rejected { status: 403, .. })
             ),
             "{err:?}"
         );

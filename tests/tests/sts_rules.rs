@@ -284,22 +284,36 @@ async fn session_policies_report_their_packed_size() {
 async fn the_packed_size_counts_inline_policy_and_arns_together() {
     let cloud = cloud().await;
     let token = resigned_v1_token(&cloud, |_| {}).await;
-    // An ARN of about 540 characters (IAM allows a 512-character path) ...
-    let arn = format!(
-        "arn:aws:iam::{}:policy/{}/Bedrock",
-        ids::AWS_ACCOUNT_ID,
-        "team/".repeat(100).trim_end_matches('/')
-    );
+    // Six ARNs of about 540 characters each (IAM allows a 512-character path) ...
+    let arns: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                "arn:aws:iam::{}:policy/{}/Bedrock{i}",
+                ids::AWS_ACCOUNT_ID,
+                "team/".repeat(100).trim_end_matches('/')
+            )
+        })
+        .collect();
     cloud.edit_registry(|r| {
-        r.managed_policies
-            .push(local_cloud::registry::ManagedPolicy {
-                arn: arn.clone(),
-                document: serde_json::from_str(
-                    r#"{"Statement":{"Effect":"Allow","Action":"bedrock:*","Resource":"*"}}"#,
-                )
-                .unwrap(),
-            })
+        for arn in &arns {
+            r.managed_policies
+                .push(local_cloud::registry::ManagedPolicy {
+                    arn: arn.clone(),
+                    document: serde_json::from_str(
+                        r#"{"Statement":{"Effect":"Allow","Action":"bedrock:*","Resource":"*"}}"#,
+                    )
+                    .unwrap(),
+                })
+        }
     });
+    let names: Vec<String> = (1..=arns.len())
+        .map(|i| format!("PolicyArns.member.{i}.arn"))
+        .collect();
+    let arn_params: Vec<(&str, &str)> = names
+        .iter()
+        .zip(&arns)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     // ... and an inline policy of about 1,600: each alone is within the limit.
     let actions: Vec<String> = (0..72)
         .map(|i| format!("\"bedrock:Action{i:04}\""))
@@ -308,8 +322,9 @@ async fn the_packed_size_counts_inline_policy_and_arns_together() {
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{}],"Resource":"*"}}]}}"#,
         actions.join(",")
     );
-    assert!((1500..2048).contains(&policy.len()) && (500..2048).contains(&arn.len()));
-    assert!(policy.len() + arn.len() > 2048);
+    let arn_chars: usize = arns.iter().map(String::len).sum();
+    assert!((1500..2048).contains(&policy.len()) && (3000..4096).contains(&arn_chars));
+    assert!(policy.len() + arn_chars > 4096);
     let alone = |body: &str| {
         body.split_once("<PackedPolicySize>")
             .and_then(|(_, rest)| rest.split_once("</PackedPolicySize>"))
@@ -319,18 +334,13 @@ async fn the_packed_size_counts_inline_policy_and_arns_together() {
     let (status, body) = assume_with(&cloud, &token, None, &[("Policy", &policy)]).await;
     assert_eq!(status, 200, "{body}");
     let inline_only = alone(&body);
-    let (status, body) =
-        assume_with(&cloud, &token, None, &[("PolicyArns.member.1.arn", &arn)]).await;
+    let (status, body) = assume_with(&cloud, &token, None, &arn_params).await;
     assert_eq!(status, 200, "{body}");
     let arn_only = alone(&body);
     assert!(inline_only + arn_only > 100, "{inline_only} + {arn_only}");
-    let (status, body) = assume_with(
-        &cloud,
-        &token,
-        None,
-        &[("Policy", &policy), ("PolicyArns.member.1.arn", &arn)],
-    )
-    .await;
+    let mut both = arn_params.clone();
+    both.push(("Policy", &policy));
+    let (status, body) = assume_with(&cloud, &token, None, &both).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("<Code>PackedPolicyTooLarge</Code>"), "{body}");
     let percent = body

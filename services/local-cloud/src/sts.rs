@@ -555,8 +555,10 @@ fn get_caller_identity(
 /// `PolicyArns.member.N.arn` (at most 10, looked up among the account's managed policies), and
 /// the `PackedPolicySize` to report when any was given. AWS packs (compresses) the inline policy
 /// and the ARNs together ("the session policies and session tags combined") and does not publish
-/// how, so this emulation reports their characters together as a percentage of 2,048 and refuses
-/// beyond 100 % with AWS's wording.
+/// how. This emulation counts their characters together against a budget of 4,096, so that what
+/// the plaintext limits allow fits with ARNs of ordinary length (a 2,048-character policy and ten
+/// ARNs), while a long policy together with long ARN paths does not; beyond 100 % it refuses in
+/// AWS's wording.
 fn session_policies(
     s: &CloudState,
     p: &HashMap<String, String>,
@@ -618,7 +620,8 @@ fn session_policies(
     if docs.is_empty() {
         return Ok((docs, None));
     }
-    let percent = ((inline_chars + arn_chars) * 100).div_ceil(2048) as u64;
+    const PACKED_BUDGET: usize = 4096;
+    let percent = ((inline_chars + arn_chars) * 100).div_ceil(PACKED_BUDGET) as u64;
     if percent > 100 {
         return Err(fault(
             400,
