@@ -273,6 +273,9 @@ fn decide_turn(last_user_text: Option<&str>, tool_result: Option<&Value>, has_to
 }
 
 fn describe_weather(result: &Value) -> String {
+    if let Some(text) = result.get("text").and_then(Value::as_str) {
+        return format!("Here is what the weather tool returned: {text}");
+    }
     let data = result.get("json").unwrap_or(result);
     if let Some(err) = data.get("error").and_then(Value::as_str) {
         return format!(
@@ -702,6 +705,22 @@ pub async fn invoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tool result may be text (Bedrock takes `text`, `json`, …): the answer quotes it rather
+    /// than reading weather fields that are not there.
+    #[test]
+    fn a_text_tool_result_is_quoted_not_read_as_weather() {
+        let answer = describe_weather(&serde_json::json!({"text": "London: 12 C, cloudy"}));
+        assert!(answer.contains("London: 12 C, cloudy"), "{answer}");
+        assert!(!answer.contains("null"), "{answer}");
+        let json = describe_weather(
+            &serde_json::json!({"json": {"city": "Paris", "temperature": 20, "temperature_unit": "C", "condition": "Sunny", "humidity": 40, "wind_speed": 5, "wind_unit": "km/h"}}),
+        );
+        assert!(
+            json.starts_with("The weather in Paris is sunny, 20°C"),
+            "{json}"
+        );
+    }
 
     /// Lower-casing changes byte lengths ("İ" is 2 bytes, "i̇" 3): offsets found in the
     /// lower-cased text must never slice the original.
