@@ -106,6 +106,19 @@ pub fn sts_client(
     aws_sdk_sts::Client::from_conf(config)
 }
 
+/// The session credentials the provider gets from the local cloud, without their expiry (for
+/// requests signed by hand, which need no refresh).
+pub async fn session_credentials(cloud: &LocalCloud) -> aws_credential_types::Credentials {
+    let c = provider_from_env(cloud).credentials().await.unwrap();
+    aws_credential_types::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        c.session_token().map(str::to_string),
+        None,
+        "test",
+    )
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -464,19 +464,8 @@ async fn conditions_on_global_keys_are_evaluated() {
 /// whole (`end_turn`); one that does not is cut with `max_tokens`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_tokens_is_validated_and_cuts_only_what_does_not_fit() {
-    use aws_credential_types::provider::ProvideCredentials;
     let cloud = cloud().await;
-    let c = provider_from_env(&cloud)
-        .provide_credentials()
-        .await
-        .unwrap();
-    let creds = aws_credential_types::Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        c.session_token().map(str::to_string),
-        None,
-        "test",
-    );
+    let creds = session_credentials(&cloud).await;
     let ask = |max: serde_json::Value| {
         let (cloud, creds) = (&cloud, creds.clone());
         async move {

@@ -576,14 +576,7 @@ async fn the_sdk_reads_every_recorded_bedrock_refusal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_bedrock_refuses_every_recorded_request_as_bedrock_did() {
     let cloud = cloud().await;
-    let credentials = provider_from_env(&cloud).credentials().await.unwrap();
-    let credentials = aws_credential_types::Credentials::new(
-        credentials.access_key_id(),
-        credentials.secret_access_key(),
-        credentials.session_token().map(str::to_string),
-        None,
-        "test",
-    );
+    let credentials = session_credentials(&cloud).await;
     for (name, r) in recordings("bedrock") {
         let action = match r["operation"].as_str().unwrap() {
             "Converse" => "converse",

@@ -336,17 +336,7 @@ fn without_optional_members(recorded: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_bedrock_answers_with_the_recorded_members() {
     let cloud = cloud().await;
-    let credentials = provider_from_env(&cloud)
-        .provide_credentials()
-        .await
-        .unwrap();
-    let credentials = aws_credential_types::Credentials::new(
-        credentials.access_key_id(),
-        credentials.secret_access_key(),
-        credentials.session_token().map(str::to_string),
-        None,
-        "test",
-    );
+    let credentials = session_credentials(&cloud).await;
     let all = successes("bedrock");
     let known_usage: Vec<String> = all
         .iter()
