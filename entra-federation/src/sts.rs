@@ -629,6 +629,20 @@ mod tests {
     }
 
     #[test]
+    fn a_declaration_between_two_runs_of_text_is_read_not_a_panic() {
+        // Found by the sts_response fuzz target: quick-xml 0.38 reached `unreachable!()` when a
+        // DOCTYPE split an element's text in two (tafia/quick-xml#964, fixed by 0.42).
+        let error = "<ErrorResponse><Error><Type>Sender</Type>\
+            <Code>ExpiredToken<!DOCTYPE x>Exception</Code></Error></ErrorResponse>";
+        let e = parse_error(400, error);
+        assert_eq!(e.raw_code, "ExpiredTokenException");
+        assert_eq!(e.code, StsErrorCode::ExpiredToken);
+        let split = OK.replace("ASIAEXAMPLE", "ASIA<!DOCTYPE x>EXAMPLE");
+        let r = parse_success(&split).unwrap();
+        assert_eq!(r.credentials.access_key_id(), "ASIAEXAMPLE");
+    }
+
+    #[test]
     fn session_names_follow_sts_pattern() {
         assert!(valid_session_name("entra-federation"));
         assert!(valid_session_name("a@b.c=d,e+f_g"));

@@ -264,7 +264,7 @@ pub fn xml_paths(xml: &str) -> Vec<String> {
     loop {
         match reader.read_event().expect("well-formed XML") {
             quick_xml::events::Event::Start(e) => {
-                stack.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
+                stack.push(e.local_name().as_ref().to_owned());
                 if stack.len() > 1 {
                     out.push(stack[1..].join("/"));
                 }
