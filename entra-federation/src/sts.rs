@@ -634,12 +634,29 @@ mod tests {
         // DOCTYPE split an element's text in two (tafia/quick-xml#964, fixed by 0.42).
         let error = "<ErrorResponse><Error><Type>Sender</Type>\
             <Code>ExpiredToken<!DOCTYPE x>Exception</Code></Error></ErrorResponse>";
+        // Not well-formed XML: either reading is fine, a panic is not.
         let e = parse_error(400, error);
-        assert_eq!(e.raw_code, "ExpiredTokenException");
-        assert_eq!(e.code, StsErrorCode::ExpiredToken);
+        assert!(
+            matches!(e.raw_code.as_str(), "ExpiredTokenException" | "HTTP400"),
+            "{e:?}"
+        );
         let split = OK.replace("ASIAEXAMPLE", "ASIA<!DOCTYPE x>EXAMPLE");
-        let r = parse_success(&split).unwrap();
-        assert_eq!(r.credentials.access_key_id(), "ASIAEXAMPLE");
+        assert!(matches!(
+            parse_success(&split),
+            Ok(_) | Err(StsError::InvalidResponse(_))
+        ));
+    }
+
+    #[test]
+    fn entities_an_answer_declares_are_not_expanded() {
+        let declared = format!(
+            "<!DOCTYPE r [<!ENTITY key \"ASIAINJECTED\">]>{}",
+            OK.replace("ASIAEXAMPLE", "&key;")
+        );
+        assert!(matches!(
+            parse_success(&declared),
+            Err(StsError::InvalidResponse(_))
+        ));
     }
 
     #[test]
