@@ -414,7 +414,9 @@ impl<R: Resolve> Core<R> {
         let snap = self.read();
         match (&snap.value, &snap.failure) {
             (Some(c), _) if now + MANDATORY_WINDOW < c.expires_at => Some(Ok(c.value.clone())),
-            (Some(c), Some(_)) if now < c.expires_at => Some(Ok(c.value.clone())),
+            (Some(c), Some(_)) if now + MIN_LEFT_WHEN_SERVED < c.expires_at => {
+                Some(Ok(c.value.clone()))
+            }
             (_, Some(f)) => Some(Err(f.error.clone())),
             _ => None,
         }
@@ -535,7 +537,12 @@ impl<R: Resolve> Core<R> {
         self.snapshot.store(Arc::new(snap));
         drop(writing);
         self.recorded.send_modify(|n| *n += 1);
-        serving.map(|(v, _)| v).ok_or(error)
+        // The failed attempt's callers get the last good value only while it has a second left:
+        // a caller that joined in the value's last second would otherwise get it about to expire.
+        serving
+            .filter(|(_, expires_at)| now + MIN_LEFT_WHEN_SERVED < *expires_at)
+            .map(|(v, _)| v)
+            .ok_or(error)
     }
 
     /// Starts the background task unless it is running (first use, or its runtime ended).

@@ -10,6 +10,8 @@ struct Fake {
     calls: AtomicU64,
     lifetime: Mutex<Duration>,
     fail: AtomicBool,
+    /// How long a call takes before it answers.
+    delay: Mutex<Duration>,
     /// While false, calls wait.
     open: watch::Sender<bool>,
 }
@@ -23,6 +25,10 @@ impl Resolve for Arc<Fake> {
     async fn resolve(&self) -> Result<Resolved<Value>, Error> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.open.subscribe().wait_for(|open| *open).await;
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if self.fail.load(Ordering::SeqCst) {
             return Err(Error::Sts(StsError::Transport {
                 endpoint: "https://sts.example/".into(),
@@ -49,6 +55,7 @@ fn fake_with_deadline(clock: Clock, deadline: Duration) -> (Arc<Fake>, Refreshin
         calls: AtomicU64::new(0),
         lifetime: Mutex::new(Duration::from_secs(3600)),
         fail: AtomicBool::new(false),
+        delay: Mutex::default(),
         open: watch::Sender::new(true),
     });
     let cache = RefreshingCache::new(
@@ -175,6 +182,38 @@ async fn in_the_last_minute_a_stuck_refresh_costs_seconds_then_serves_the_valid_
     assert!(cache.cached().is_none_or(|o| o.is_err()));
     let e = cache.get().await.unwrap_err();
     assert!(matches!(*e, Error::Deadline { .. }), "{e}");
+}
+
+/// Found by the fault matrix (`JITTER_SEED=13712436211522312246`): a caller in the last second
+/// of a value whose refresh keeps failing was handed that value by the failed attempt, with
+/// milliseconds left. Whichever way a caller is answered, what it gets has a second left.
+#[tokio::test(start_paused = true)]
+async fn a_failing_refresh_never_hands_out_a_value_in_its_last_second() {
+    for (offset_ms, delay_ms) in (0..4000)
+        .step_by(50)
+        .flat_map(|o| [0, 300, 700, 1500].map(|d| (o, d)))
+    {
+        let (fake, cache) = fake();
+        let (_, expires_at) = cache.get().await.unwrap();
+        fake.fail.store(true, Ordering::SeqCst);
+        *fake.delay.lock().unwrap() = Duration::from_millis(delay_ms);
+        let until = expires_at
+            .checked_sub(Duration::from_millis(offset_ms))
+            .unwrap()
+            .duration_since(fake.clock.now())
+            .unwrap();
+        tokio::time::sleep(until).await;
+        for _ in 0..3 {
+            if let Ok((n, expires_at)) = cache.get().await {
+                let now = fake.clock.now();
+                assert!(
+                    now + MIN_LEFT_WHEN_SERVED <= expires_at,
+                    "{offset_ms} ms before expiry, refreshes failing after {delay_ms} ms: value {n} served with {:?} left",
+                    expires_at.duration_since(now)
+                );
+            }
+        }
+    }
 }
 
 /// An attempt spawned on a runtime that is no longer driven (a sync wrapper's runtime between
