@@ -34,6 +34,9 @@ pub const MANDATORY_WAIT: Duration = Duration::from_secs(3);
 /// handing out a value at (or past) its expiry.
 pub const MIN_LEFT_WHEN_SERVED: Duration = Duration::from_secs(1);
 
+/// What a caller's bounded wait leaves beyond [`MIN_LEFT_WHEN_SERVED`], for a timer that fires late.
+const TIMER_SLACK: Duration = Duration::from_millis(50);
+
 /// The longest the background task sleeps before it reads the wall clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 
@@ -210,52 +213,46 @@ impl<R: Resolve> RefreshingCache<R> {
             .as_ref()
             .filter(|c| now + MIN_LEFT_WHEN_SERVED < c.expires_at)
             .map(|c| (c.value.clone(), c.expires_at));
-        match still_valid {
-            // Bounded too: an attempt whose runtime is no longer driven never answers.
-            None => core
-                .settings
-                .clock
-                .timeout(core.stale_after(), outcome_of(pending))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Arc::new(Error::Deadline {
-                        seconds: core.settings.deadline.as_secs(),
-                        waiting_on: None,
-                    }))
-                }),
-            Some((value, expires_at)) => {
-                let left = expires_at.duration_since(now).unwrap_or_default();
-                let bound = MANDATORY_WAIT.min(left - MIN_LEFT_WHEN_SERVED);
-                match core
-                    .settings
-                    .clock
-                    .timeout(bound, outcome_of(pending))
-                    .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::warn!(
-                            what = core.settings.what,
-                            waited_ms = bound.as_millis() as u64,
-                            valid_for_s =
-                                expires_at.duration_since(now).unwrap_or_default().as_secs(),
-                            "the refresh is still running; serving the value that is still valid"
-                        );
-                        Ok(value)
-                    }
+        let Some((value, expires_at)) = still_valid else {
+            return core.outcome_within_deadline(pending).await;
+        };
+        let left = expires_at.duration_since(now).unwrap_or_default();
+        // (less a little, so that a timer firing a few milliseconds late still finds a second)
+        let bound = MANDATORY_WAIT.min(left.saturating_sub(MIN_LEFT_WHEN_SERVED + TIMER_SLACK));
+        match core
+            .settings
+            .clock
+            .timeout(bound, outcome_of(pending.clone()))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Read the clock again: the wall clock may have jumped (a suspended VM, an NTP
+                // step) while the timer ran.
+                let now = core.settings.clock.now();
+                if now + MIN_LEFT_WHEN_SERVED <= expires_at {
+                    tracing::warn!(
+                        what = core.settings.what,
+                        waited_ms = bound.as_millis() as u64,
+                        valid_for_s = expires_at.duration_since(now).unwrap_or_default().as_secs(),
+                        "the refresh is still running; serving the value that is still valid"
+                    );
+                    Ok(value)
+                } else {
+                    core.outcome_within_deadline(pending).await
                 }
             }
         }
     }
 
-    /// The value while it is valid, whatever the refresh state.
+    /// The value while it has at least [`MIN_LEFT_WHEN_SERVED`] left, whatever the refresh state.
     pub fn valid(&self) -> Option<R::Value> {
         let now = self.core.settings.clock.now();
         self.core
             .read()
             .value
             .as_ref()
-            .filter(|c| now < c.expires_at)
+            .filter(|c| now + MIN_LEFT_WHEN_SERVED < c.expires_at)
             .map(|c| c.value.clone())
     }
 
@@ -347,6 +344,21 @@ impl<R: Resolve> Core<R> {
     fn stale_after(&self) -> Duration {
         let d = self.settings.deadline;
         d + (d / 10).max(Duration::from_secs(1))
+    }
+
+    /// The attempt's outcome, waiting at most until it is presumed dead: an attempt whose runtime
+    /// is no longer driven never answers.
+    async fn outcome_within_deadline(&self, pending: Pending<R::Value>) -> Outcome<R::Value> {
+        self.settings
+            .clock
+            .timeout(self.stale_after(), outcome_of(pending))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Arc::new(Error::Deadline {
+                    seconds: self.settings.deadline.as_secs(),
+                    waiting_on: None,
+                }))
+            })
     }
 
     /// Joins the attempt in flight or starts one.
@@ -514,7 +526,13 @@ impl<R: Resolve> Core<R> {
             .and_then(|(_, at)| at.duration_since(now).ok());
         let wait = failure_backoff(consecutive, valid_left, &s.jitter);
         let retry_in_ms = wait.as_millis() as u64;
-        match (&valid_left, error.is_recoverable()) {
+        // The failed attempt's callers get the last good value only while it has a second left:
+        // a caller that joined in the value's last second would otherwise get it about to expire.
+        let served = serving.filter(|(_, expires_at)| now + MIN_LEFT_WHEN_SERVED < *expires_at);
+        let served_left = served
+            .as_ref()
+            .and_then(|(_, at)| at.duration_since(now).ok());
+        match (&served_left, error.is_recoverable()) {
             // Expected off Azure, where a provider chain goes on to its next provider.
             (None, _) if error.is_not_detected() => {
                 tracing::info!(what = s.what, error = %crate::error::DisplayChain(&*error), retry_in_ms, "no managed identity detected")
@@ -537,12 +555,7 @@ impl<R: Resolve> Core<R> {
         self.snapshot.store(Arc::new(snap));
         drop(writing);
         self.recorded.send_modify(|n| *n += 1);
-        // The failed attempt's callers get the last good value only while it has a second left:
-        // a caller that joined in the value's last second would otherwise get it about to expire.
-        serving
-            .filter(|(_, expires_at)| now + MIN_LEFT_WHEN_SERVED < *expires_at)
-            .map(|(v, _)| v)
-            .ok_or(error)
+        served.map(|(v, _)| v).ok_or(error)
     }
 
     /// Starts the background task unless it is running (first use, or its runtime ended).

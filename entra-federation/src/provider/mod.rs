@@ -249,8 +249,8 @@ impl ProvideCredentials for EntraCredentialsProvider {
         }
     }
 
-    /// The last good credentials while they are still valid: what an interrupted load (the SDK's
-    /// identity-cache timeout) should use.
+    /// The last good credentials while they have at least a second left: what an interrupted load
+    /// (the SDK's identity-cache timeout) should use.
     fn fallback_on_interrupt(&self) -> Option<Credentials> {
         self.inner.valid()
     }

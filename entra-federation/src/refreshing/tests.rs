@@ -186,7 +186,8 @@ async fn in_the_last_minute_a_stuck_refresh_costs_seconds_then_serves_the_valid_
 
 /// Found by the fault matrix (`JITTER_SEED=13712436211522312246`): a caller in the last second
 /// of a value whose refresh keeps failing was handed that value by the failed attempt, with
-/// milliseconds left. Whichever way a caller is answered, what it gets has a second left.
+/// milliseconds left. Whichever way a caller is answered, what it gets has a second left; and a
+/// caller with more than that left is still served (the check takes nothing useful away).
 #[tokio::test(start_paused = true)]
 async fn a_failing_refresh_never_hands_out_a_value_in_its_last_second() {
     for (offset_ms, delay_ms) in (0..4000)
@@ -203,9 +204,17 @@ async fn a_failing_refresh_never_hands_out_a_value_in_its_last_second() {
             .duration_since(fake.clock.now())
             .unwrap();
         tokio::time::sleep(until).await;
-        for _ in 0..3 {
-            if let Ok((n, expires_at)) = cache.get().await {
-                let now = fake.clock.now();
+        for call in 0..3 {
+            let outcome = cache.get().await;
+            let now = fake.clock.now();
+            if call == 0 && offset_ms >= 1100 {
+                assert!(
+                    outcome.is_ok(),
+                    "{offset_ms} ms before expiry, refreshes failing after {delay_ms} ms: {outcome:?}"
+                );
+            }
+            let served = outcome.ok().into_iter().chain(cache.valid());
+            for (n, expires_at) in served {
                 assert!(
                     now + MIN_LEFT_WHEN_SERVED <= expires_at,
                     "{offset_ms} ms before expiry, refreshes failing after {delay_ms} ms: value {n} served with {:?} left",
@@ -214,6 +223,43 @@ async fn a_failing_refresh_never_hands_out_a_value_in_its_last_second() {
             }
         }
     }
+}
+
+/// The wall clock can jump while a caller waits for a refresh in a value's last minute (a
+/// suspended VM, an NTP step): when the wait ends, the value is served only if it still has a
+/// second left by the clock read then.
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_jump_during_a_last_minute_wait_does_not_serve_an_expired_value() {
+    let wall = Jumpy(Clock::tokio_driven(), Arc::default());
+    // The advisory refresh, due a quarter of an hour before expiry, hangs for an hour: in the
+    // last minute a caller joins it and waits.
+    let (fake, cache) = fake_with_deadline(
+        Clock::from_time_source(wall.clone()),
+        Duration::from_secs(3600),
+    );
+    let (_, expires_at) = cache.get().await.unwrap();
+    fake.open.send_replace(false);
+    tokio::time::sleep(Duration::from_secs(3600 - 30)).await;
+    let cache = Arc::new(cache);
+    let caller = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get().await }
+    });
+    // Let the caller start its wait, then jump past the value's expiry.
+    tokio::task::yield_now().await;
+    *wall.1.lock().unwrap() = Duration::from_secs(40);
+    match caller.await.unwrap() {
+        Ok((n, e)) => panic!(
+            "value {n} served {:?} after its expiry",
+            wall_now(&wall).duration_since(e).unwrap_or_default()
+        ),
+        Err(e) => assert!(matches!(*e, Error::Deadline { .. }), "{e}"),
+    }
+    assert!(wall_now(&wall) > expires_at);
+}
+
+fn wall_now(wall: &Jumpy) -> SystemTime {
+    aws_smithy_async::time::TimeSource::now(wall)
 }
 
 /// An attempt spawned on a runtime that is no longer driven (a sync wrapper's runtime between
