@@ -48,7 +48,8 @@ pub enum Phase {
     Fresh,
     /// Serve it, and refresh in the background.
     Advisory,
-    /// Within the last minute: refresh before serving (serve only if the refresh fails and it is still valid).
+    /// Within the last minute: refresh before serving (serve only if the refresh fails, or is slow,
+    /// and it has a second left).
     Mandatory,
     /// Past expiry: never serve.
     Expired,

@@ -10,7 +10,9 @@
 //!   sleeps in short steps and reads the wall clock each time, so a paused VM or a clock step is
 //!   noticed within [`MAX_SLEEP`]; it ends when the cache is dropped.
 //! - **The last minute.** A caller waits at most [`MANDATORY_WAIT`] for a refresh, then gets the
-//!   value that is still valid. An expired value is never returned.
+//!   value that is still valid. No value is handed out with less than [`MIN_LEFT_WHEN_SERVED`]
+//!   left, by any path: a caller that finds less waits for the refresh (within its deadline) and
+//!   gets its outcome.
 //! - **Failures back off** (jittered, exponential, bounded by what is left of the current value).
 //!   An answer that is already inside its last minute on arrival (this machine's clock ahead of
 //!   the issuer's) is a failure too, logged with both clocks.
@@ -30,8 +32,9 @@ use tokio::sync::watch;
 /// value that is still valid.
 pub const MANDATORY_WAIT: Duration = Duration::from_secs(3);
 
-/// What a value served after a caller's wait still has left, at least: a wait never ends by
-/// handing out a value at (or past) its expiry.
+/// What a served value still has left, at least, whichever way the caller is answered (from the
+/// cache, by a failed attempt, after a wait, or as the SDK's fallback): never a value about to
+/// expire, or past its expiry.
 pub const MIN_LEFT_WHEN_SERVED: Duration = Duration::from_secs(1);
 
 /// What a caller's bounded wait leaves beyond [`MIN_LEFT_WHEN_SERVED`], for a timer that fires late.

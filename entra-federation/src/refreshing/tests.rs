@@ -245,8 +245,9 @@ async fn a_wall_clock_jump_during_a_last_minute_wait_does_not_serve_an_expired_v
         let cache = cache.clone();
         async move { cache.get().await }
     });
-    // Let the caller start its wait, then jump past the value's expiry.
-    tokio::task::yield_now().await;
+    // A second into the caller's wait (of three), the wall clock jumps past the value's expiry.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!caller.is_finished(), "the caller waits for the refresh");
     *wall.1.lock().unwrap() = Duration::from_secs(40);
     match caller.await.unwrap() {
         Ok((n, e)) => panic!(
